@@ -1,0 +1,237 @@
+//! `spawn_app`: the auth service on 127.0.0.1:0 with a fresh database.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use metrix_auth::{AuthServer, AuthSettings, AuthState};
+use metrix_core::cache::Backends;
+use metrix_core::config::Settings;
+use metrix_core::server::Shutdown;
+use metrix_proto::auth::v1::auth_service_client::AuthServiceClient;
+use metrix_proto::auth::v1::{InviteUserRequest, Role, SignUpRequest, SignUpResponse, TokenPair};
+use tonic::transport::Channel;
+use tonic::{Code, Request, Status};
+
+/// Which backends a test runs against.
+#[derive(Debug, Clone, Copy)]
+pub enum Backend {
+    /// SQLite file and in-process cache.
+    Embedded,
+    /// PostgreSQL and Redis.
+    Postgres,
+}
+
+/// A running auth service and a client for it.
+pub struct TestApp {
+    /// Where the service listens.
+    #[allow(dead_code)]
+    pub address: SocketAddr,
+    pub client: AuthServiceClient<Channel>,
+    pub state: Arc<AuthState>,
+    shutdown: Shutdown,
+    _folder: Option<tempfile::TempDir>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.trigger();
+    }
+}
+
+/// Runs each listed test once per backend.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod embedded {
+            $( #[tokio::test] async fn $name() { super::$name($crate::helpers::Backend::Embedded).await } )*
+        }
+        mod postgres {
+            $( #[tokio::test] async fn $name() { super::$name($crate::helpers::Backend::Postgres).await } )*
+        }
+    };
+}
+
+/// The service with default settings.
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, &[]).await
+}
+
+/// The service with some settings overridden (`METRIX_…` names).
+pub async fn spawn_app_with(backend: Backend, overrides: &[(&str, &str)]) -> TestApp {
+    metrix_core::telemetry::init_test_logging();
+    let (folder, database_url, backends) = match backend {
+        Backend::Embedded => {
+            let (folder, url) = metrix_core::testing::fresh_sqlite_database();
+            (Some(folder), url, Backends::in_process())
+        }
+        Backend::Postgres => {
+            let url = metrix_core::testing::fresh_postgres_database().await;
+            (None, url, metrix_core::testing::fresh_redis_backends().await)
+        }
+    };
+    let master_key = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>());
+    let mut environment: HashMap<String, String> = HashMap::from([
+        ("METRIX_AUTH__LISTEN_ADDR".into(), "127.0.0.1:0".into()),
+        ("METRIX_AUTH__DATABASE_URL".into(), database_url),
+        ("METRIX_AUTH__MASTER_KEY".into(), master_key),
+        ("METRIX_SHUTDOWN_GRACE_SECONDS".into(), "1".into()),
+    ]);
+    for (name, value) in overrides {
+        environment.insert((*name).to_owned(), (*value).to_owned());
+    }
+    let settings = AuthSettings::load(&Settings::new(&environment)).expect("test settings are valid");
+    let shutdown = Shutdown::new();
+    let server = AuthServer::build(settings, backends, shutdown.clone())
+        .await
+        .expect("the auth service starts");
+    let address = server.local_addr();
+    let state = server.state().clone();
+    tokio::spawn(server.run_until_stopped());
+    let client = AuthServiceClient::connect(format!("http://{address}"))
+        .await
+        .expect("the client connects");
+    TestApp {
+        address,
+        client,
+        state,
+        shutdown,
+        _folder: folder,
+    }
+}
+
+/// A fresh email address.
+pub fn unique_email() -> String {
+    format!("user-{}@example.com", uuid::Uuid::new_v4().simple())
+}
+
+/// The password every test account uses.
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// `message` with a bearer token.
+pub fn authorized<T>(message: T, access_token: &str) -> Request<T> {
+    let mut request = Request::new(message);
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {access_token}")
+            .parse()
+            .expect("tokens are header-safe"),
+    );
+    request
+}
+
+impl TestApp {
+    /// Signs up a new admin of a new organisation.
+    pub async fn sign_up(&self, email: &str) -> SignUpResponse {
+        self.client
+            .clone()
+            .sign_up(SignUpRequest {
+                email: email.to_owned(),
+                password: PASSWORD.to_owned(),
+                display_name: String::new(),
+                organization_name: "Acme Analytics".to_owned(),
+                invitation_token: String::new(),
+            })
+            .await
+            .expect("sign-up succeeds")
+            .into_inner()
+    }
+
+    /// A fresh sign-in of `email` with the test password.
+    pub async fn sign_in(&self, email: &str) -> TokenPair {
+        self.client
+            .clone()
+            .sign_in(metrix_proto::auth::v1::SignInRequest {
+                email: email.to_owned(),
+                password: PASSWORD.to_owned(),
+            })
+            .await
+            .expect("sign-in succeeds")
+            .into_inner()
+            .tokens
+            .expect("tokens")
+    }
+
+    /// Invites `email` with `role` as the admin holding `admin_token`, and
+    /// signs the invitee up with the invitation.
+    pub async fn invite_and_join(&self, admin_token: &str, email: &str, role: Role) -> SignUpResponse {
+        let mut client = self.client.clone();
+        let invitation = client
+            .invite_user(authorized(
+                InviteUserRequest {
+                    email: email.to_owned(),
+                    role: role.into(),
+                },
+                admin_token,
+            ))
+            .await
+            .expect("invite")
+            .into_inner();
+        client
+            .sign_up(SignUpRequest {
+                email: email.to_owned(),
+                password: PASSWORD.to_owned(),
+                invitation_token: invitation.invitation_token,
+                ..Default::default()
+            })
+            .await
+            .expect("the invitee signs up")
+            .into_inner()
+    }
+
+    /// A service token of a platform service account holding `scopes`
+    /// (created as `metrix auth create-service-account` does).
+    pub async fn platform_token(&self, scopes: &[metrix_core::authn::Scope]) -> String {
+        let organization_id = self.sign_up(&unique_email()).await.user.expect("user").organization_id;
+        let (account, secret) =
+            metrix_auth::service::create_service_account(&self.state.store, &organization_id, "platform", scopes)
+                .await
+                .expect("service account");
+        self.client
+            .clone()
+            .issue_service_token(metrix_proto::auth::v1::IssueServiceTokenRequest {
+                client_id: account.client_id,
+                client_secret: secret,
+            })
+            .await
+            .expect("service token")
+            .into_inner()
+            .access_token
+    }
+
+    /// A new admin's tokens.
+    pub async fn admin_tokens(&self) -> TokenPair {
+        self.sign_up(&unique_email())
+            .await
+            .tokens
+            .expect("sign-up returns tokens")
+    }
+}
+
+/// Asserts a status code, showing the status on failure.
+#[track_caller]
+pub fn assert_code<T: std::fmt::Debug>(result: Result<T, Status>, code: Code) -> Status {
+    match result {
+        Ok(value) => panic!("expected {code:?}, got success: {value:?}"),
+        Err(status) => {
+            assert_eq!(status.code(), code, "unexpected status: {status:?}");
+            status
+        }
+    }
+}
+
+/// The field names of a status's BadRequest violations.
+pub fn violated_fields(status: &Status) -> Vec<String> {
+    use tonic_types::StatusExt as _;
+    status
+        .get_details_bad_request()
+        .map(|details| {
+            details
+                .field_violations
+                .into_iter()
+                .map(|violation| violation.field)
+                .collect()
+        })
+        .unwrap_or_default()
+}

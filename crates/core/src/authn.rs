@@ -1,0 +1,277 @@
+//! Who is calling: bearer access tokens verified locally against the auth
+//! service's published keys, and API keys verified through the auth service.
+//!
+//! [`authenticate`] runs before every RPC of every service and leaves an
+//! [`Authentication`] in the request's extensions. Handlers then ask for what
+//! they need with [`principal`], [`Principal::require_role`] and friends, so
+//! public RPCs (sign-up, sign-in) simply do not ask, and a call that skips the
+//! gateway is checked exactly like one that passes through it.
+
+pub mod api_keys;
+pub mod claims;
+pub mod jwks;
+pub mod service_token;
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use tonic::{Code, Status};
+
+pub use self::api_keys::{ApiKeyVerifier, RemoteApiKeyVerifier};
+pub use self::claims::{AccessClaims, Role, Scope};
+pub use self::jwks::{JwksSource, RemoteJwks, TokenError, TokenVerifier};
+pub use self::service_token::ServiceTokenSource;
+
+/// The metadata key of an API key.
+pub const API_KEY_HEADER: &str = "x-api-key";
+
+/// How the caller proved who they are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    /// A bearer access token (a user's or a service account's).
+    AccessToken {
+        /// The session of a user token.
+        session_id: Option<String>,
+    },
+    /// An API key.
+    ApiKey {
+        /// The key's id.
+        api_key_id: String,
+    },
+}
+
+/// A verified caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// A user id, a service account's client id, or an API key id.
+    pub subject: String,
+    /// The organisation the caller acts in.
+    pub organization_id: String,
+    /// The caller's role; API keys act with [`Role::CompanyUser`] limited by scopes.
+    pub role: Role,
+    /// The scopes of a service token or API key; empty for users.
+    pub scopes: Vec<Scope>,
+    /// How the caller authenticated.
+    pub credential: Credential,
+}
+
+impl Principal {
+    /// Refuses anyone but a platform service account holding `scope`
+    /// (organisation service accounts and API keys never hold platform scopes).
+    pub fn require_platform_scope(&self, scope: Scope) -> Result<(), Status> {
+        let service = self.role == Role::Service && matches!(self.credential, Credential::AccessToken { .. });
+        if service && self.scopes.contains(&scope) {
+            Ok(())
+        } else {
+            Err(Status::permission_denied(format!(
+                "only platform services with the {} scope may do this",
+                scope.as_str()
+            )))
+        }
+    }
+
+    /// Whether the principal is a person with a session.
+    pub fn is_user(&self) -> bool {
+        matches!(self.credential, Credential::AccessToken { .. }) && self.role != Role::Service
+    }
+
+    /// Refuses a caller whose role is not among `allowed`.
+    pub fn require_role(&self, allowed: &[Role]) -> Result<(), Status> {
+        if allowed.contains(&self.role) && !matches!(self.credential, Credential::ApiKey { .. }) {
+            Ok(())
+        } else {
+            Err(Status::permission_denied("your role does not allow this"))
+        }
+    }
+
+    /// Refuses anyone but a user of one of the `allowed` roles (API keys and
+    /// service accounts included).
+    pub fn require_user_role(&self, allowed: &[Role]) -> Result<(), Status> {
+        if self.is_user() && allowed.contains(&self.role) {
+            Ok(())
+        } else {
+            Err(Status::permission_denied("your role does not allow this"))
+        }
+    }
+
+    /// Refuses a service token or API key without `scope`; users pass (their
+    /// role decides).
+    pub fn require_scope(&self, scope: Scope) -> Result<(), Status> {
+        if self.is_user() || self.scopes.contains(&scope) {
+            Ok(())
+        } else {
+            Err(Status::permission_denied(format!(
+                "the credential lacks the {} scope",
+                scope.as_str()
+            )))
+        }
+    }
+
+    /// Refuses a caller outside `organization_id`. The answer is NOT_FOUND,
+    /// so that another organisation's ids reveal nothing.
+    pub fn require_organization(&self, organization_id: &str) -> Result<(), Status> {
+        if self.organization_id == organization_id {
+            Ok(())
+        } else {
+            Err(Status::not_found("not found"))
+        }
+    }
+}
+
+/// What the middleware concluded about a request's credentials.
+#[derive(Debug, Clone)]
+pub enum Authentication {
+    /// No credential was presented.
+    Anonymous,
+    /// A valid credential.
+    Authenticated(Principal),
+    /// A credential was presented and refused; the status says why.
+    Refused(Status),
+}
+
+/// The caller of a request, or UNAUTHENTICATED.
+pub fn principal<T>(request: &tonic::Request<T>) -> Result<&Principal, Status> {
+    match request.extensions().get::<Authentication>() {
+        Some(Authentication::Authenticated(principal)) => Ok(principal),
+        Some(Authentication::Refused(status)) => Err(status.clone()),
+        Some(Authentication::Anonymous) | None => Err(Status::unauthenticated("sign in first: no credentials")),
+    }
+}
+
+/// Verifies the credentials of a request.
+#[derive(Clone)]
+pub struct Authenticator {
+    tokens: Arc<TokenVerifier>,
+    api_keys: Option<Arc<dyn ApiKeyVerifier>>,
+}
+
+impl Authenticator {
+    /// Checks bearer tokens with `tokens` and API keys with `api_keys` (API
+    /// keys are refused when it is `None`).
+    pub fn new(tokens: Arc<TokenVerifier>, api_keys: Option<Arc<dyn ApiKeyVerifier>>) -> Self {
+        Self { tokens, api_keys }
+    }
+
+    /// The token verifier.
+    pub fn tokens(&self) -> &Arc<TokenVerifier> {
+        &self.tokens
+    }
+
+    /// Verifies whatever credential `headers` carry.
+    pub async fn authenticate(&self, headers: &http::HeaderMap) -> Authentication {
+        if let Some(value) = headers.get(http::header::AUTHORIZATION) {
+            let Some(token) = value.to_str().ok().and_then(bearer_token) else {
+                return Authentication::Refused(Status::unauthenticated("authorization must be `Bearer <token>`"));
+            };
+            return match self.tokens.verify(token).await {
+                Ok(claims) => match claims.principal() {
+                    Ok(principal) => Authentication::Authenticated(principal),
+                    Err(error) => Authentication::Refused(error.into()),
+                },
+                Err(error) => Authentication::Refused(error.into()),
+            };
+        }
+        if let Some(value) = headers.get(API_KEY_HEADER) {
+            let Some(verifier) = &self.api_keys else {
+                return Authentication::Refused(Status::unauthenticated("api keys are not accepted here"));
+            };
+            let Ok(key) = value.to_str() else {
+                return Authentication::Refused(Status::unauthenticated("invalid api key"));
+            };
+            return match verifier.verify(key.trim()).await {
+                Ok(principal) => Authentication::Authenticated(principal),
+                Err(status) => Authentication::Refused(status),
+            };
+        }
+        Authentication::Anonymous
+    }
+}
+
+/// The token of an `authorization: Bearer <token>` value.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// Middleware: authenticates the request and stores the outcome in its
+/// extensions. Unavailable key material is an UNAVAILABLE answer, not a
+/// refusal, so that clients retry instead of signing out.
+pub async fn authenticate(State(authenticator): State<Authenticator>, mut request: Request, next: Next) -> Response {
+    let authentication = authenticator.authenticate(request.headers()).await;
+    if let Authentication::Refused(status) = &authentication
+        && status.code() == Code::Unavailable
+    {
+        return status.clone().into_http::<axum::body::Body>().into_response();
+    }
+    request.extensions_mut().insert(authentication);
+    next.run(request).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_tokens_are_parsed_case_insensitively() {
+        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("bearer   abc "), Some("abc"));
+        assert_eq!(bearer_token("Basic abc"), None);
+        assert_eq!(bearer_token("Bearer "), None);
+    }
+
+    fn principal(role: Role, credential: Credential, scopes: Vec<Scope>) -> Principal {
+        Principal {
+            subject: "s".into(),
+            organization_id: "org-a".into(),
+            role,
+            scopes,
+            credential,
+        }
+    }
+
+    #[test]
+    fn roles_scopes_and_organisations_are_enforced() {
+        let admin = principal(
+            Role::Admin,
+            Credential::AccessToken {
+                session_id: Some("x".into()),
+            },
+            vec![],
+        );
+        assert!(admin.require_role(&[Role::Admin]).is_ok());
+        assert!(admin.require_scope(Scope::EventsWrite).is_ok());
+        assert_eq!(admin.require_organization("org-b").unwrap_err().code(), Code::NotFound);
+
+        let key = principal(
+            Role::CompanyUser,
+            Credential::ApiKey { api_key_id: "k".into() },
+            vec![Scope::EventsWrite],
+        );
+        assert!(key.require_scope(Scope::EventsWrite).is_ok());
+        assert_eq!(
+            key.require_scope(Scope::Read).unwrap_err().code(),
+            Code::PermissionDenied
+        );
+        assert_eq!(
+            key.require_role(&[Role::CompanyUser]).unwrap_err().code(),
+            Code::PermissionDenied
+        );
+
+        let service = principal(
+            Role::Service,
+            Credential::AccessToken { session_id: None },
+            vec![Scope::PeersRead],
+        );
+        assert!(service.require_role(&[Role::Service]).is_ok());
+        assert_eq!(
+            service
+                .require_user_role(&[Role::Admin, Role::Service])
+                .unwrap_err()
+                .code(),
+            Code::PermissionDenied
+        );
+    }
+}

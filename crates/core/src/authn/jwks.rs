@@ -1,0 +1,429 @@
+//! Local verification of access tokens against the auth service's JSON Web
+//! Key Set, fetched once, cached, and fetched again when a token names a key
+//! it does not know (at most once per [`MIN_REFRESH_INTERVAL`]).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use metrix_proto::auth::v1::auth_service_client::AuthServiceClient;
+use metrix_proto::auth::v1::{GetJwksRequest, JsonWebKey};
+use tokio::sync::{Mutex, RwLock};
+use tonic::Status;
+use tonic::transport::Channel;
+
+use super::AccessClaims;
+
+/// A token naming an unknown key triggers a refresh at most this often, so
+/// forged `kid`s cannot turn every request into a key fetch.
+pub const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Keys are re-fetched this long after the last fetch even when every token
+/// names a known key, so retired keys stop being trusted.
+pub const MAX_KEY_AGE: Duration = Duration::from_secs(300);
+
+/// While the key set cannot be fetched, keys fetched within this long are
+/// still trusted, so an auth outage does not stop every other service.
+pub const MAX_STALE_KEY_AGE: Duration = Duration::from_secs(3600);
+
+/// Why a token was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    /// Not a JWT, or claims of the wrong shape.
+    #[error("malformed token")]
+    Malformed,
+    /// A header algorithm other than EdDSA (including `none` and HMAC).
+    #[error("token algorithm not accepted")]
+    Algorithm,
+    /// No `kid`, or a `kid` not in the key set.
+    #[error("token signed by an unknown key")]
+    UnknownKey,
+    /// The signature does not match.
+    #[error("invalid token signature")]
+    Signature,
+    /// Past its `exp`.
+    #[error("token expired")]
+    Expired,
+    /// Before its `nbf`.
+    #[error("token not yet valid")]
+    NotYetValid,
+    /// Wrong `iss`.
+    #[error("token issuer not accepted")]
+    Issuer,
+    /// Wrong `aud`.
+    #[error("token audience not accepted")]
+    Audience,
+    /// The key set could not be fetched.
+    #[error("signing keys unavailable")]
+    KeysUnavailable,
+}
+
+impl From<TokenError> for Status {
+    fn from(error: TokenError) -> Self {
+        match error {
+            TokenError::KeysUnavailable => Status::unavailable("signing keys unavailable, retry later"),
+            other => Status::unauthenticated(other.to_string()),
+        }
+    }
+}
+
+/// Where the key set comes from.
+#[async_trait]
+pub trait JwksSource: Send + Sync + 'static {
+    /// The published keys.
+    async fn fetch(&self) -> Result<Vec<JsonWebKey>, Status>;
+}
+
+/// The key set of a remote auth service, over gRPC.
+pub struct RemoteJwks {
+    client: AuthServiceClient<Channel>,
+}
+
+impl RemoteJwks {
+    /// Fetches from the auth service at `channel`.
+    pub fn new(channel: Channel) -> Self {
+        Self {
+            client: AuthServiceClient::new(channel),
+        }
+    }
+}
+
+#[async_trait]
+impl JwksSource for RemoteJwks {
+    async fn fetch(&self) -> Result<Vec<JsonWebKey>, Status> {
+        let mut client = self.client.clone();
+        Ok(client.get_jwks(GetJwksRequest {}).await?.into_inner().keys)
+    }
+}
+
+struct KeySet {
+    keys: HashMap<String, DecodingKey>,
+    fetched_at: Option<Instant>,
+}
+
+/// The last attempt to fetch the key set: when, and whether it worked.
+#[derive(Clone, Copy)]
+struct Attempt {
+    at: Instant,
+    succeeded: bool,
+}
+
+/// Verifies access tokens locally.
+pub struct TokenVerifier {
+    source: Arc<dyn JwksSource>,
+    validation: Validation,
+    keys: RwLock<KeySet>,
+    last_attempt: Mutex<Option<Attempt>>,
+}
+
+impl TokenVerifier {
+    /// Accepts EdDSA tokens from `issuer` for `audience`, signed by a key of `source`.
+    pub fn new(source: Arc<dyn JwksSource>, issuer: &str, audience: &str) -> Self {
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.set_issuer(&[issuer]);
+        validation.set_audience(&[audience]);
+        validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
+        validation.validate_nbf = true;
+        validation.leeway = 30;
+        Self {
+            source,
+            validation,
+            keys: RwLock::new(KeySet {
+                keys: HashMap::new(),
+                fetched_at: None,
+            }),
+            last_attempt: Mutex::new(None),
+        }
+    }
+
+    /// The claims of `token` if it is valid now.
+    pub async fn verify(&self, token: &str) -> Result<AccessClaims, TokenError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
+        if header.alg != Algorithm::EdDSA {
+            return Err(TokenError::Algorithm);
+        }
+        let kid = header.kid.ok_or(TokenError::UnknownKey)?;
+        let key = match self.cached_key(&kid, MAX_KEY_AGE).await {
+            Some(key) => key,
+            None => {
+                let fetched = self.refresh_keys().await;
+                // After a failed fetch, keys from a recent successful one
+                // still serve; an unknown key is then "unavailable", not
+                // "invalid", since it may be a new key we could not learn.
+                match (self.cached_key(&kid, MAX_STALE_KEY_AGE).await, fetched) {
+                    (Some(key), _) => key,
+                    (None, Ok(())) => return Err(TokenError::UnknownKey),
+                    (None, Err(error)) => return Err(error),
+                }
+            }
+        };
+        let data = jsonwebtoken::decode::<AccessClaims>(token, &key, &self.validation).map_err(classify)?;
+        Ok(data.claims)
+    }
+
+    /// Drops the cached keys, so the next verification fetches them.
+    pub async fn forget_keys(&self) {
+        let mut keys = self.keys.write().await;
+        keys.keys.clear();
+        keys.fetched_at = None;
+        *self.last_attempt.lock().await = None;
+    }
+
+    /// The key `kid` if it was fetched within `max_age`.
+    async fn cached_key(&self, kid: &str, max_age: Duration) -> Option<DecodingKey> {
+        let keys = self.keys.read().await;
+        let recent = keys.fetched_at.is_some_and(|fetched| fetched.elapsed() < max_age);
+        if recent { keys.keys.get(kid).cloned() } else { None }
+    }
+
+    /// Fetches the key set, unless an attempt was made within
+    /// [`MIN_REFRESH_INTERVAL`] (successful or not) while the keys are
+    /// younger than [`MAX_KEY_AGE`]; then answers as that attempt did.
+    async fn refresh_keys(&self) -> Result<(), TokenError> {
+        let mut last_attempt = self.last_attempt.lock().await;
+        let stale = self
+            .keys
+            .read()
+            .await
+            .fetched_at
+            .is_none_or(|fetched| fetched.elapsed() >= MAX_KEY_AGE);
+        if let Some(attempt) = *last_attempt
+            && attempt.at.elapsed() < MIN_REFRESH_INTERVAL
+            && (!stale || !attempt.succeeded)
+        {
+            return if attempt.succeeded {
+                Ok(())
+            } else {
+                Err(TokenError::KeysUnavailable)
+            };
+        }
+        let fetched = match self.source.fetch().await {
+            Ok(fetched) => fetched,
+            Err(status) => {
+                tracing::warn!(code = ?status.code(), message = status.message(), "cannot fetch signing keys");
+                *last_attempt = Some(Attempt {
+                    at: Instant::now(),
+                    succeeded: false,
+                });
+                return Err(TokenError::KeysUnavailable);
+            }
+        };
+        let keys = fetched
+            .iter()
+            .filter_map(|jwk| match decoding_key(jwk) {
+                Ok(key) => Some((jwk.kid.clone(), key)),
+                Err(problem) => {
+                    tracing::warn!(kid = %jwk.kid, problem, "ignoring unusable signing key");
+                    None
+                }
+            })
+            .collect();
+        *self.keys.write().await = KeySet {
+            keys,
+            fetched_at: Some(Instant::now()),
+        };
+        *last_attempt = Some(Attempt {
+            at: Instant::now(),
+            succeeded: true,
+        });
+        Ok(())
+    }
+}
+
+/// The verification key of an Ed25519 JWK, checked before use.
+pub fn decoding_key(jwk: &JsonWebKey) -> Result<DecodingKey, &'static str> {
+    if jwk.kty != "OKP" || jwk.crv != "Ed25519" {
+        return Err("not an Ed25519 key");
+    }
+    if !jwk.alg.is_empty() && jwk.alg != "EdDSA" {
+        return Err("not an EdDSA key");
+    }
+    if jwk.kid.is_empty() {
+        return Err("no key id");
+    }
+    let bytes = URL_SAFE_NO_PAD.decode(&jwk.x).map_err(|_| "x is not base64url")?;
+    if bytes.len() != 32 {
+        return Err("x is not 32 bytes");
+    }
+    Ok(DecodingKey::from_ed_der(&bytes))
+}
+
+fn classify(error: jsonwebtoken::errors::Error) -> TokenError {
+    use jsonwebtoken::errors::ErrorKind;
+    match error.kind() {
+        ErrorKind::InvalidSignature => TokenError::Signature,
+        ErrorKind::ExpiredSignature => TokenError::Expired,
+        ErrorKind::ImmatureSignature => TokenError::NotYetValid,
+        ErrorKind::InvalidIssuer => TokenError::Issuer,
+        ErrorKind::InvalidAudience => TokenError::Audience,
+        ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => TokenError::Algorithm,
+        _ => TokenError::Malformed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use ed25519_dalek::SigningKey;
+    use ed25519_dalek::pkcs8::EncodePrivateKey as _;
+    use jsonwebtoken::{EncodingKey, Header};
+
+    use super::*;
+    use crate::authn::Role;
+
+    /// A key set that counts its fetches and can be changed.
+    struct CountingSource {
+        keys: std::sync::Mutex<Vec<JsonWebKey>>,
+        fetches: AtomicUsize,
+    }
+
+    #[async_trait]
+    impl JwksSource for CountingSource {
+        async fn fetch(&self) -> Result<Vec<JsonWebKey>, Status> {
+            self.fetches.fetch_add(1, Ordering::SeqCst);
+            Ok(self.keys.lock().expect("lock").clone())
+        }
+    }
+
+    fn jwk(kid: &str, key: &SigningKey) -> JsonWebKey {
+        JsonWebKey {
+            kty: "OKP".into(),
+            kid: kid.into(),
+            alg: "EdDSA".into(),
+            r#use: "sig".into(),
+            crv: "Ed25519".into(),
+            x: URL_SAFE_NO_PAD.encode(key.verifying_key().to_bytes()),
+        }
+    }
+
+    fn token(kid: &str, key: &SigningKey) -> String {
+        let now = jsonwebtoken::get_current_timestamp();
+        let claims = AccessClaims {
+            iss: "metrix".into(),
+            aud: "metrix".into(),
+            sub: "user-1".into(),
+            org: "org-1".into(),
+            role: Role::Analyst,
+            sid: Some("session-1".into()),
+            scope: String::new(),
+            iat: now,
+            nbf: now,
+            exp: now + 600,
+            jti: "j".into(),
+        };
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(kid.into());
+        let der = key.to_pkcs8_der().expect("encodes");
+        jsonwebtoken::encode(&header, &claims, &EncodingKey::from_ed_der(der.as_bytes())).expect("signs")
+    }
+
+    #[tokio::test]
+    async fn keys_are_fetched_once_and_again_only_for_a_new_kid() {
+        let first = SigningKey::from_bytes(&[1; 32]);
+        let second = SigningKey::from_bytes(&[2; 32]);
+        let source = Arc::new(CountingSource {
+            keys: std::sync::Mutex::new(vec![jwk("k1", &first)]),
+            fetches: AtomicUsize::new(0),
+        });
+        let verifier = TokenVerifier::new(source.clone(), "metrix", "metrix");
+
+        for _ in 0..3 {
+            assert_eq!(
+                verifier.verify(&token("k1", &first)).await.expect("valid").role,
+                Role::Analyst
+            );
+        }
+        assert_eq!(source.fetches.load(Ordering::SeqCst), 1, "cached after the first fetch");
+
+        // A rotation elsewhere: the new kid triggers a fetch… once the
+        // minimum interval allows it.
+        source.keys.lock().expect("lock").push(jwk("k2", &second));
+        verifier.forget_keys().await;
+        assert!(verifier.verify(&token("k2", &second)).await.is_ok());
+        assert_eq!(source.fetches.load(Ordering::SeqCst), 2);
+
+        // Forged kids cannot make every request fetch.
+        for attempt in 0..5 {
+            let forged = token(&format!("forged-{attempt}"), &second);
+            assert_eq!(
+                verifier.verify(&forged).await.expect_err("unknown"),
+                TokenError::UnknownKey
+            );
+        }
+        assert_eq!(source.fetches.load(Ordering::SeqCst), 2, "refreshes are rate limited");
+    }
+
+    /// A source that fails on demand.
+    struct FlakySource {
+        key: JsonWebKey,
+        down: std::sync::atomic::AtomicBool,
+        fetches: AtomicUsize,
+    }
+
+    #[async_trait]
+    impl JwksSource for FlakySource {
+        async fn fetch(&self) -> Result<Vec<JsonWebKey>, Status> {
+            self.fetches.fetch_add(1, Ordering::SeqCst);
+            if self.down.load(Ordering::SeqCst) {
+                Err(Status::unavailable("auth is down"))
+            } else {
+                Ok(vec![self.key.clone()])
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn an_outage_neither_floods_auth_nor_refuses_known_keys() {
+        let key = SigningKey::from_bytes(&[4; 32]);
+        let source = Arc::new(FlakySource {
+            key: jwk("k1", &key),
+            down: std::sync::atomic::AtomicBool::new(true),
+            fetches: AtomicUsize::new(0),
+        });
+        let verifier = TokenVerifier::new(source.clone(), "metrix", "metrix");
+        for _ in 0..5 {
+            assert_eq!(
+                verifier.verify(&token("k1", &key)).await.expect_err("no keys yet"),
+                TokenError::KeysUnavailable
+            );
+        }
+        assert_eq!(
+            source.fetches.load(Ordering::SeqCst),
+            1,
+            "failed fetches are rate limited too"
+        );
+
+        source.down.store(false, Ordering::SeqCst);
+        verifier.forget_keys().await;
+        assert!(verifier.verify(&token("k1", &key)).await.is_ok());
+        // Keys fetched before an outage keep serving while it lasts.
+        source.down.store(true, Ordering::SeqCst);
+        {
+            let mut keys = verifier.keys.write().await;
+            keys.fetched_at = Some(Instant::now() - MAX_KEY_AGE - Duration::from_secs(1));
+        }
+        assert!(
+            verifier.verify(&token("k1", &key)).await.is_ok(),
+            "a stale key still verifies during an outage"
+        );
+    }
+
+    #[test]
+    fn unusable_keys_are_refused_before_use() {
+        let key = SigningKey::from_bytes(&[3; 32]);
+        let mut short = jwk("k", &key);
+        short.x = URL_SAFE_NO_PAD.encode([0u8; 16]);
+        assert!(
+            decoding_key(&short).is_err(),
+            "a short key would panic inside the verifier"
+        );
+        let mut rsa = jwk("k", &key);
+        rsa.kty = "RSA".into();
+        assert!(decoding_key(&rsa).is_err());
+    }
+}

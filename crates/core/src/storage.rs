@@ -1,0 +1,260 @@
+//! The relational store: PostgreSQL in production, an SQLite file by default.
+//!
+//! [`Database`] holds the native pool of the backend chosen by the URL. Queries
+//! that both backends understand are written once and run through
+//! [`with_pool!`], which compiles the same code for each pool type; a service
+//! that needs a backend-specific path (PostgreSQL `COPY`, `percentile_cont`)
+//! matches on the enum instead. Portable SQL uses `$1` placeholders (SQLite
+//! reads them too), `TEXT` identifiers, and `BIGINT` timestamps in Unix
+//! microseconds.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, SqlitePool};
+
+/// Which backend a URL selects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatabaseKind {
+    /// `postgres://` or `postgresql://`.
+    Postgres,
+    /// `sqlite://` or `sqlite:`.
+    Sqlite,
+}
+
+impl DatabaseKind {
+    /// The backend of `url`, from its scheme.
+    pub fn from_url(url: &str) -> Result<Self, String> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Self::Postgres)
+        } else if url.starts_with("sqlite:") {
+            Ok(Self::Sqlite)
+        } else {
+            Err("must start with postgres:// or sqlite://".to_owned())
+        }
+    }
+}
+
+/// A failure of the relational store.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The URL names no backend.
+    #[error("unsupported database url: {0}")]
+    UnsupportedUrl(String),
+    /// Connecting or querying failed.
+    #[error("database error")]
+    Database(#[from] sqlx::Error),
+    /// A migration failed.
+    #[error("migration failed")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    /// Creating the SQLite file's folder failed.
+    #[error("cannot create the database folder")]
+    Folder(#[from] std::io::Error),
+}
+
+/// A pool of connections to the chosen backend.
+#[derive(Debug, Clone)]
+pub enum Database {
+    /// PostgreSQL.
+    Postgres(PgPool),
+    /// SQLite.
+    Sqlite(SqlitePool),
+}
+
+/// The migrations of one service, for both backends, recorded in their own
+/// table so that services sharing a database keep separate histories.
+pub struct Migrations {
+    /// The migrations written for PostgreSQL.
+    pub postgres: Migrator,
+    /// The migrations written for SQLite.
+    pub sqlite: Migrator,
+    /// The table that records which have run, such as `_auth_migrations`.
+    pub table: &'static str,
+}
+
+impl Database {
+    /// Connects to `url`: `postgres://user@host/db` or `sqlite://path/to/file.db`
+    /// (the file and its folder are created when missing).
+    pub async fn connect(url: &str) -> Result<Self, StorageError> {
+        match DatabaseKind::from_url(url).map_err(|_| StorageError::UnsupportedUrl(redact(url)))? {
+            DatabaseKind::Postgres => {
+                let options = PgConnectOptions::from_str(url)?.application_name("metrix");
+                let pool = PgPoolOptions::new()
+                    .max_connections(20)
+                    .min_connections(1)
+                    .acquire_timeout(Duration::from_secs(5))
+                    .connect_with(options)
+                    .await?;
+                Ok(Self::Postgres(pool))
+            }
+            DatabaseKind::Sqlite => {
+                let options = SqliteConnectOptions::from_str(url)?
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal)
+                    .foreign_keys(true)
+                    .busy_timeout(Duration::from_secs(15));
+                if let Some(folder) = options
+                    .get_filename()
+                    .parent()
+                    .filter(|folder| !folder.as_os_str().is_empty())
+                {
+                    std::fs::create_dir_all(folder)?;
+                }
+                // Writers queue on SQLite's single lock; a small pool keeps the
+                // busy waits short while readers run beside them under WAL.
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(4)
+                    .connect_with(options)
+                    .await?;
+                Ok(Self::Sqlite(pool))
+            }
+        }
+    }
+
+    /// The backend in use.
+    pub fn kind(&self) -> DatabaseKind {
+        match self {
+            Self::Postgres(_) => DatabaseKind::Postgres,
+            Self::Sqlite(_) => DatabaseKind::Sqlite,
+        }
+    }
+
+    /// Runs the service's pending migrations.
+    pub async fn migrate(&self, migrations: Migrations) -> Result<(), StorageError> {
+        let Migrations {
+            mut postgres,
+            mut sqlite,
+            table,
+        } = migrations;
+        match self {
+            Self::Postgres(pool) => {
+                postgres.dangerous_set_table_name(table);
+                postgres.run(pool).await?;
+            }
+            Self::Sqlite(pool) => {
+                sqlite.dangerous_set_table_name(table);
+                sqlite.run(pool).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the store answers a trivial query.
+    pub async fn ping(&self) -> Result<(), StorageError> {
+        crate::with_pool!(self, pool => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()))?;
+        Ok(())
+    }
+
+    /// Closes every connection.
+    pub async fn close(&self) {
+        crate::with_pool!(self, pool => pool.close().await);
+    }
+}
+
+/// Runs the same code against whichever pool `database` holds: the body is
+/// compiled once per backend, so it may use `sqlx::query`, `query_as` with a
+/// `FromRow` type, and transactions, as long as both backends accept the SQL.
+#[macro_export]
+macro_rules! with_pool {
+    ($database:expr, $pool:ident => $body:expr) => {
+        match $database {
+            $crate::storage::Database::Postgres($pool) => $body,
+            $crate::storage::Database::Sqlite($pool) => $body,
+        }
+    };
+}
+
+/// Opens transactions that are going to write.
+///
+/// SQLite's default (deferred) transaction takes the write lock only at its
+/// first write, so two that both read first can deadlock, and one of them
+/// fails at once with SQLITE_BUSY whatever the busy timeout; `BEGIN
+/// IMMEDIATE` takes the lock up front and the other waits. PostgreSQL's
+/// row locks need no such care.
+pub trait BeginWrite {
+    /// The backend.
+    type Backend: sqlx::Database;
+
+    /// Begins a transaction that may write.
+    fn begin_write(
+        &self,
+    ) -> impl std::future::Future<Output = Result<sqlx::Transaction<'static, Self::Backend>, sqlx::Error>> + Send;
+}
+
+impl BeginWrite for PgPool {
+    type Backend = sqlx::Postgres;
+
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
+        self.begin().await
+    }
+}
+
+impl BeginWrite for SqlitePool {
+    type Backend = sqlx::Sqlite;
+
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
+        self.begin_with("BEGIN IMMEDIATE").await
+    }
+}
+
+/// Whether an error is a unique-constraint violation (on either backend).
+pub fn is_unique_violation(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(database_error) if database_error.is_unique_violation())
+}
+
+/// `url` without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        Ok(parsed) => parsed.to_string(),
+        Err(_) => "<unparsable url>".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_pick_their_backend() {
+        assert_eq!(
+            DatabaseKind::from_url("postgres://root@127.0.0.1/test"),
+            Ok(DatabaseKind::Postgres)
+        );
+        assert_eq!(
+            DatabaseKind::from_url("postgresql://root@127.0.0.1/test"),
+            Ok(DatabaseKind::Postgres)
+        );
+        assert_eq!(
+            DatabaseKind::from_url("sqlite://.metrix/auth.db"),
+            Ok(DatabaseKind::Sqlite)
+        );
+        assert!(DatabaseKind::from_url("mysql://127.0.0.1/test").is_err());
+    }
+
+    #[test]
+    fn passwords_never_reach_messages() {
+        assert_eq!(
+            redact("postgres://metrix:hunter2@db:5432/metrix"),
+            "postgres://metrix:***@db:5432/metrix"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_sqlite_file_is_created_with_its_folder() {
+        let folder = tempfile::tempdir().expect("temp dir");
+        let path = folder.path().join("nested/metrix.db");
+        let database = Database::connect(&format!("sqlite://{}", path.display()))
+            .await
+            .expect("connects");
+        database.ping().await.expect("answers");
+        assert!(path.exists());
+    }
+}

@@ -1,0 +1,204 @@
+//! Helpers for test suites: a fresh database per test (a UUID-named
+//! PostgreSQL database or a temporary SQLite file) and a fresh Redis key
+//! prefix per test, so tests run in parallel without sharing state.
+//!
+//! A test that needs PostgreSQL or Redis fails with a message saying how to
+//! start it; it never skips.
+
+use std::path::PathBuf;
+
+use secrecy::SecretString;
+
+use crate::cache::Backends;
+
+/// The PostgreSQL server tests use, as a URL of its maintenance database
+/// (`METRIX_TEST_POSTGRES_URL`, default `postgres://postgres@127.0.0.1:5432/postgres`).
+pub fn postgres_admin_url() -> String {
+    std::env::var("METRIX_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// The Redis server tests use (`METRIX_TEST_REDIS_URL`, default `redis://127.0.0.1:6379`).
+pub fn redis_url() -> String {
+    std::env::var("METRIX_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// Creates an empty PostgreSQL database named after a fresh UUID and returns its URL.
+///
+/// # Panics
+/// When PostgreSQL is unreachable, with a message that says how to start it.
+pub async fn fresh_postgres_database() -> String {
+    use sqlx::Connection as _;
+    let admin_url = postgres_admin_url();
+    let mut connection = match sqlx::PgConnection::connect(&admin_url).await {
+        Ok(connection) => connection,
+        Err(error) => panic!(
+            "this test needs PostgreSQL at {admin_url} (set METRIX_TEST_POSTGRES_URL to change it) and could not connect: {error}. \
+             Start it with: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
+        ),
+    };
+    let name = format!("metrix_test_{}", uuid::Uuid::new_v4().simple());
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+        .execute(&mut connection)
+        .await
+        .unwrap_or_else(|error| panic!("cannot create test database {name}: {error}"));
+    let mut url = url::Url::parse(&admin_url).expect("METRIX_TEST_POSTGRES_URL is a url");
+    url.set_path(&name);
+    url.to_string()
+}
+
+/// A temporary folder and the URL of an SQLite file inside it; the folder
+/// (and the database) disappear when the guard is dropped.
+pub fn fresh_sqlite_database() -> (tempfile::TempDir, String) {
+    let folder = tempfile::tempdir().expect("a temporary folder for the test database");
+    let path: PathBuf = folder.path().join("metrix.db");
+    let url = format!("sqlite://{}", path.display());
+    (folder, url)
+}
+
+/// Redis backends whose keys and channels carry a fresh prefix.
+///
+/// # Panics
+/// When Redis is unreachable, with a message that says how to start it.
+pub async fn fresh_redis_backends() -> Backends {
+    let url = redis_url();
+    let prefix = format!("metrix_test:{}:", uuid::Uuid::new_v4().simple());
+    match Backends::connect(Some(&SecretString::from(url.clone())), &prefix).await {
+        Ok(backends) => backends,
+        Err(error) => panic!(
+            "this test needs Redis at {url} (set METRIX_TEST_REDIS_URL to change it) and could not connect: {error}. \
+             Start it with: redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save \"\" --appendonly no"
+        ),
+    }
+}
+
+/// A stand-in for the auth service in a service's own tests: an Ed25519
+/// key whose public half the service's [`Authenticator`] trusts, tokens
+/// signed with it exactly as auth signs them, and API keys it knows.
+///
+/// [`Authenticator`]: crate::authn::Authenticator
+pub struct TestIssuer {
+    signing_key: ed25519_dalek::SigningKey,
+    key_id: String,
+    api_keys: std::sync::Mutex<std::collections::HashMap<String, crate::authn::Principal>>,
+}
+
+/// The issuer and audience test tokens carry (the settings' defaults).
+pub const TEST_TOKEN_ISSUER: &str = "metrix";
+
+impl TestIssuer {
+    /// A fresh issuer with a random key.
+    pub fn new() -> std::sync::Arc<Self> {
+        std::sync::Arc::new(Self {
+            signing_key: ed25519_dalek::SigningKey::from_bytes(&rand::random::<[u8; 32]>()),
+            key_id: format!("test-{}", uuid::Uuid::new_v4().simple()),
+            api_keys: std::sync::Mutex::new(std::collections::HashMap::new()),
+        })
+    }
+
+    /// An authenticator that trusts this issuer's tokens and API keys.
+    pub fn authenticator(self: &std::sync::Arc<Self>) -> crate::authn::Authenticator {
+        let tokens = std::sync::Arc::new(crate::authn::TokenVerifier::new(
+            self.clone(),
+            TEST_TOKEN_ISSUER,
+            TEST_TOKEN_ISSUER,
+        ));
+        crate::authn::Authenticator::new(tokens, Some(self.clone()))
+    }
+
+    /// An access token of a user of `organization_id` with `role`.
+    pub fn user_token(&self, organization_id: &str, role: crate::authn::Role) -> String {
+        self.sign(organization_id, &uuid::Uuid::now_v7().to_string(), role, &[], true)
+    }
+
+    /// A service token of an account of `organization_id` holding `scopes`.
+    pub fn service_token(&self, organization_id: &str, scopes: &[crate::authn::Scope]) -> String {
+        let subject = format!("svc_{}", uuid::Uuid::new_v4().simple());
+        self.sign(organization_id, &subject, crate::authn::Role::Service, scopes, false)
+    }
+
+    /// A new API key of `organization_id` holding `scopes`.
+    pub fn api_key(&self, organization_id: &str, scopes: &[crate::authn::Scope]) -> String {
+        let api_key_id = uuid::Uuid::now_v7().to_string();
+        let key = format!("mx_test_{}", uuid::Uuid::new_v4().simple());
+        let principal = crate::authn::Principal {
+            subject: api_key_id.clone(),
+            organization_id: organization_id.to_owned(),
+            role: crate::authn::Role::CompanyUser,
+            scopes: scopes.to_vec(),
+            credential: crate::authn::Credential::ApiKey { api_key_id },
+        };
+        self.api_keys
+            .lock()
+            .expect("no test panics while holding the key table")
+            .insert(key.clone(), principal);
+        key
+    }
+
+    fn sign(
+        &self,
+        organization_id: &str,
+        subject: &str,
+        role: crate::authn::Role,
+        scopes: &[crate::authn::Scope],
+        with_session: bool,
+    ) -> String {
+        use ed25519_dalek::pkcs8::EncodePrivateKey as _;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("the clock is after 1970")
+            .as_secs();
+        let claims = crate::authn::AccessClaims {
+            iss: TEST_TOKEN_ISSUER.to_owned(),
+            aud: TEST_TOKEN_ISSUER.to_owned(),
+            sub: subject.to_owned(),
+            org: organization_id.to_owned(),
+            role,
+            sid: with_session.then(|| uuid::Uuid::now_v7().to_string()),
+            scope: crate::authn::Scope::join(scopes),
+            iat: now,
+            nbf: now,
+            exp: now + 3_600,
+            jti: uuid::Uuid::now_v7().to_string(),
+        };
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
+        header.kid = Some(self.key_id.clone());
+        let der = self
+            .signing_key
+            .to_pkcs8_der()
+            .expect("an Ed25519 key always has a PKCS#8 encoding");
+        jsonwebtoken::encode(
+            &header,
+            &claims,
+            &jsonwebtoken::EncodingKey::from_ed_der(der.as_bytes()),
+        )
+        .expect("test claims serialise and sign")
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::authn::JwksSource for TestIssuer {
+    async fn fetch(&self) -> Result<Vec<metrix_proto::auth::v1::JsonWebKey>, tonic::Status> {
+        use base64::Engine as _;
+        Ok(vec![metrix_proto::auth::v1::JsonWebKey {
+            kty: "OKP".to_owned(),
+            kid: self.key_id.clone(),
+            alg: "EdDSA".to_owned(),
+            r#use: "sig".to_owned(),
+            crv: "Ed25519".to_owned(),
+            x: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(self.signing_key.verifying_key().as_bytes()),
+        }])
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::authn::ApiKeyVerifier for TestIssuer {
+    async fn verify(&self, key: &str) -> Result<crate::authn::Principal, tonic::Status> {
+        self.api_keys
+            .lock()
+            .expect("no test panics while holding the key table")
+            .get(key)
+            .cloned()
+            .ok_or_else(|| tonic::Status::unauthenticated("invalid api key"))
+    }
+}

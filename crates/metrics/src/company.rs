@@ -1,0 +1,344 @@
+//! Companies: the parsed form of a company's editable fields, and the
+//! update-mask rules of UpdateCompany.
+
+use metrix_core::error::FieldViolation;
+use metrix_core::reference;
+use metrix_proto::metrics::v1::{BusinessModel, Company};
+
+/// The longest company name, in characters.
+pub const MAX_NAME_LENGTH: usize = 200;
+/// The earliest accepted founding year.
+pub const MIN_FOUNDING_YEAR: i32 = 1800;
+
+/// The fields of a company a caller may set, each valid by construction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompanyFields {
+    /// The display name, trimmed, 1 to 200 characters.
+    pub name: String,
+    /// A sector id of the taxonomy.
+    pub sector_id: String,
+    /// The business model (never unspecified).
+    pub business_model: BusinessModel,
+    /// An assigned ISO 3166-1 alpha-2 code, upper case.
+    pub country_code: String,
+    /// The founding year, or 0 when unknown.
+    pub founding_year: i32,
+}
+
+/// A field of a company that UpdateCompany may change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpdatableField {
+    /// `name`.
+    Name,
+    /// `sector_id`.
+    SectorId,
+    /// `business_model`.
+    BusinessModel,
+    /// `country_code`.
+    CountryCode,
+    /// `founding_year`.
+    FoundingYear,
+}
+
+impl UpdatableField {
+    /// Every updatable field.
+    pub const ALL: [UpdatableField; 5] = [
+        UpdatableField::Name,
+        UpdatableField::SectorId,
+        UpdatableField::BusinessModel,
+        UpdatableField::CountryCode,
+        UpdatableField::FoundingYear,
+    ];
+
+    /// The field's name in the contract.
+    pub fn name(self) -> &'static str {
+        match self {
+            UpdatableField::Name => "name",
+            UpdatableField::SectorId => "sector_id",
+            UpdatableField::BusinessModel => "business_model",
+            UpdatableField::CountryCode => "country_code",
+            UpdatableField::FoundingYear => "founding_year",
+        }
+    }
+
+    fn from_path(path: &str) -> Option<Self> {
+        // Masks over REST arrive in JSON's lowerCamelCase; accept both spellings.
+        let snake: String = path
+            .chars()
+            .flat_map(|character| {
+                if character.is_ascii_uppercase() {
+                    vec!['_', character.to_ascii_lowercase()]
+                } else {
+                    vec![character]
+                }
+            })
+            .collect();
+        Self::ALL.into_iter().find(|field| field.name() == snake)
+    }
+
+    fn is_set_in(self, company: &Company) -> bool {
+        match self {
+            UpdatableField::Name => !company.name.is_empty(),
+            UpdatableField::SectorId => !company.sector_id.is_empty(),
+            UpdatableField::BusinessModel => company.business_model != BusinessModel::Unspecified as i32,
+            UpdatableField::CountryCode => !company.country_code.is_empty(),
+            UpdatableField::FoundingYear => company.founding_year != 0,
+        }
+    }
+}
+
+/// The fields an update changes: those named in the mask, or, for an empty
+/// mask, every updatable field set in `company` (AIP-134).
+pub fn fields_to_update(company: &Company, mask_paths: &[String]) -> Result<Vec<UpdatableField>, FieldViolation> {
+    if mask_paths.is_empty() {
+        let fields: Vec<_> = UpdatableField::ALL
+            .into_iter()
+            .filter(|field| field.is_set_in(company))
+            .collect();
+        if fields.is_empty() {
+            return Err(FieldViolation::new("company", "sets no updatable field"));
+        }
+        return Ok(fields);
+    }
+    let mut fields = Vec::new();
+    for path in mask_paths {
+        let Some(field) = UpdatableField::from_path(path.trim()) else {
+            return Err(FieldViolation::new(
+                "update_mask",
+                format!(
+                    "{path:?} is not an updatable field; expected name, sector_id, business_model, country_code or founding_year"
+                ),
+            ));
+        };
+        if !fields.contains(&field) {
+            fields.push(field);
+        }
+    }
+    Ok(fields)
+}
+
+impl CompanyFields {
+    /// Parses every editable field of `company`, collecting all violations
+    /// with paths under `prefix` (such as `company`).
+    pub fn parse(prefix: &str, company: &Company, current_year: i32) -> Result<Self, Vec<FieldViolation>> {
+        let mut violations = Vec::new();
+        let name = parse_name(prefix, &company.name).map_err(|violation| violations.push(violation));
+        let sector_id = parse_sector(prefix, &company.sector_id).map_err(|violation| violations.push(violation));
+        let business_model =
+            parse_business_model(prefix, company.business_model).map_err(|violation| violations.push(violation));
+        let country_code = parse_country(prefix, &company.country_code).map_err(|violation| violations.push(violation));
+        let founding_year = parse_founding_year(prefix, company.founding_year, current_year)
+            .map_err(|violation| violations.push(violation));
+        match (name, sector_id, business_model, country_code, founding_year) {
+            (Ok(name), Ok(sector_id), Ok(business_model), Ok(country_code), Ok(founding_year)) => Ok(Self {
+                name,
+                sector_id,
+                business_model,
+                country_code,
+                founding_year,
+            }),
+            _ => Err(violations),
+        }
+    }
+
+    /// `self` with the `fields` of `update` applied, each parsed.
+    pub fn updated(
+        &self,
+        update: &Company,
+        fields: &[UpdatableField],
+        current_year: i32,
+    ) -> Result<Self, Vec<FieldViolation>> {
+        let mut next = self.clone();
+        let mut violations = Vec::new();
+        for field in fields {
+            let outcome = match field {
+                UpdatableField::Name => parse_name("company", &update.name).map(|name| next.name = name),
+                UpdatableField::SectorId => {
+                    parse_sector("company", &update.sector_id).map(|sector| next.sector_id = sector)
+                }
+                UpdatableField::BusinessModel => {
+                    parse_business_model("company", update.business_model).map(|model| next.business_model = model)
+                }
+                UpdatableField::CountryCode => {
+                    parse_country("company", &update.country_code).map(|country| next.country_code = country)
+                }
+                UpdatableField::FoundingYear => parse_founding_year("company", update.founding_year, current_year)
+                    .map(|year| next.founding_year = year),
+            };
+            if let Err(violation) = outcome {
+                violations.push(violation);
+            }
+        }
+        if violations.is_empty() {
+            Ok(next)
+        } else {
+            Err(violations)
+        }
+    }
+}
+
+fn parse_name(prefix: &str, text: &str) -> Result<String, FieldViolation> {
+    let name = text.trim();
+    let length = name.chars().count();
+    if length == 0 {
+        return Err(FieldViolation::new(format!("{prefix}.name"), "is required"));
+    }
+    if length > MAX_NAME_LENGTH {
+        return Err(FieldViolation::new(
+            format!("{prefix}.name"),
+            format!("must be at most {MAX_NAME_LENGTH} characters"),
+        ));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(FieldViolation::new(
+            format!("{prefix}.name"),
+            "must not contain control characters",
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+fn parse_sector(prefix: &str, text: &str) -> Result<String, FieldViolation> {
+    let field = format!("{prefix}.sector_id");
+    if text.trim().is_empty() {
+        return Err(FieldViolation::new(field, "is required; see ListSectors"));
+    }
+    match reference::sector(text.trim()) {
+        Some(sector) => Ok(sector.id.to_owned()),
+        None => Err(FieldViolation::new(
+            field,
+            format!("{text:?} is not a sector of the taxonomy; see ListSectors"),
+        )),
+    }
+}
+
+fn parse_business_model(prefix: &str, value: i32) -> Result<BusinessModel, FieldViolation> {
+    match BusinessModel::try_from(value) {
+        Ok(BusinessModel::Unspecified) => Err(FieldViolation::new(format!("{prefix}.business_model"), "is required")),
+        Ok(model) => Ok(model),
+        Err(_) => Err(FieldViolation::new(
+            format!("{prefix}.business_model"),
+            format!("{value} is not a business model"),
+        )),
+    }
+}
+
+fn parse_country(prefix: &str, text: &str) -> Result<String, FieldViolation> {
+    let field = format!("{prefix}.country_code");
+    let code = text.trim();
+    if code.is_empty() {
+        return Err(FieldViolation::new(field, "is required"));
+    }
+    if reference::is_country_code(code) {
+        return Ok(code.to_owned());
+    }
+    if reference::is_country_code(&code.to_ascii_uppercase()) {
+        return Err(FieldViolation::new(
+            field,
+            format!("must be upper case: {}", code.to_ascii_uppercase()),
+        ));
+    }
+    Err(FieldViolation::new(
+        field,
+        format!("{code:?} is not an ISO 3166-1 alpha-2 country code such as DE or US"),
+    ))
+}
+
+fn parse_founding_year(prefix: &str, year: i32, current_year: i32) -> Result<i32, FieldViolation> {
+    if year == 0 || (MIN_FOUNDING_YEAR..=current_year).contains(&year) {
+        Ok(year)
+    } else {
+        Err(FieldViolation::new(
+            format!("{prefix}.founding_year"),
+            format!("must be between {MIN_FOUNDING_YEAR} and {current_year}, or 0 when unknown"),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn company() -> Company {
+        Company {
+            name: "  Acme Analytics ".into(),
+            sector_id: "ai_data".into(),
+            business_model: BusinessModel::B2bSaas as i32,
+            country_code: "DE".into(),
+            founding_year: 2019,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_valid_company_parses_trimmed() {
+        let fields = CompanyFields::parse("company", &company(), 2026).expect("valid");
+        assert_eq!(fields.name, "Acme Analytics");
+        assert_eq!(fields.business_model, BusinessModel::B2bSaas);
+    }
+
+    #[test]
+    fn every_bad_field_is_reported() {
+        let bad = Company {
+            name: String::new(),
+            sector_id: "space_pirates".into(),
+            business_model: 0,
+            country_code: "uk".into(),
+            founding_year: 2999,
+            ..Default::default()
+        };
+        let violations = CompanyFields::parse("company", &bad, 2026).expect_err("invalid");
+        let fields: Vec<_> = violations.iter().map(|violation| violation.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "company.name",
+                "company.sector_id",
+                "company.business_model",
+                "company.country_code",
+                "company.founding_year"
+            ]
+        );
+    }
+
+    #[test]
+    fn lower_case_countries_get_a_hint() {
+        let mut lower = company();
+        lower.country_code = "de".into();
+        let violations = CompanyFields::parse("company", &lower, 2026).expect_err("lower case");
+        assert!(violations[0].description.contains("DE"), "{violations:?}");
+    }
+
+    #[test]
+    fn masks_name_fields_in_either_spelling() {
+        let fields = fields_to_update(&company(), &["sectorId".into(), "founding_year".into()]).expect("known");
+        assert_eq!(fields, [UpdatableField::SectorId, UpdatableField::FoundingYear]);
+        let error = fields_to_update(&company(), &["revenue_band_id".into()]).expect_err("output only");
+        assert_eq!(error.field, "update_mask");
+    }
+
+    #[test]
+    fn an_empty_mask_updates_what_is_set() {
+        let partial = Company {
+            name: "New name".into(),
+            ..Default::default()
+        };
+        assert_eq!(fields_to_update(&partial, &[]).expect("set"), [UpdatableField::Name]);
+        assert!(fields_to_update(&Company::default(), &[]).is_err());
+    }
+
+    #[test]
+    fn updates_apply_only_the_masked_fields() {
+        let current = CompanyFields::parse("company", &company(), 2026).expect("valid");
+        let update = Company {
+            name: "Ignored".into(),
+            country_code: "FR".into(),
+            ..Default::default()
+        };
+        let next = current
+            .updated(&update, &[UpdatableField::CountryCode], 2026)
+            .expect("valid");
+        assert_eq!(next.country_code, "FR");
+        assert_eq!(next.name, "Acme Analytics");
+    }
+}

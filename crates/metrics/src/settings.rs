@@ -1,0 +1,131 @@
+//! The metrics service's settings, from `METRIX_METRICS__…` variables over
+//! defaults.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use metrix_core::config::{CommonSettings, ConfigError, Settings};
+use secrecy::{ExposeSecret, SecretString};
+
+/// The default address of the metrics service.
+pub const DEFAULT_LISTEN_ADDR: &str = "0.0.0.0:50052";
+
+/// The shortest accepted peer-key secret, in bytes.
+const MIN_PEER_KEY_SECRET_LENGTH: usize = 32;
+
+/// Everything the metrics service is configured with.
+#[derive(Debug)]
+pub struct MetricsSettings {
+    /// Settings every service shares.
+    pub common: CommonSettings,
+    /// Where to listen (`METRIX_METRICS__LISTEN_ADDR`).
+    pub listen_addr: SocketAddr,
+    /// The relational store (`METRIX_METRICS__DATABASE_URL`, else `METRIX_DATABASE_URL`).
+    pub database_url: SecretString,
+    /// The key of the keyed hash that turns company ids into the
+    /// pseudonymous peer keys of ListPeerValues, at least 32 characters
+    /// (`METRIX_METRICS__PEER_KEY_SECRET`). Changing it changes every peer key.
+    pub peer_key_secret: SecretString,
+    /// Peers whose `x-metrix-client-ip` is believed (`METRIX_METRICS__TRUSTED_PROXIES`).
+    pub trusted_proxies: Vec<IpNet>,
+    /// How long raw events are kept; older ones are deleted in the
+    /// background and refused at ingestion, their rollups stay
+    /// (`METRIX_METRICS__EVENT_RETENTION_DAYS`, 90).
+    pub event_retention: Duration,
+}
+
+impl MetricsSettings {
+    /// Reads and validates the metrics settings.
+    pub fn load(settings: &Settings<'_>) -> Result<Self, ConfigError> {
+        let common = CommonSettings::load(settings)?;
+        let database_url = database_url(settings, &common)?;
+        const PEER_KEY_SECRET: &str = "METRIX_METRICS__PEER_KEY_SECRET";
+        let peer_key_secret = settings
+            .secret(PEER_KEY_SECRET)
+            .ok_or_else(|| ConfigError::new(PEER_KEY_SECRET, "must be set (openssl rand -base64 32)"))?;
+        if peer_key_secret.expose_secret().len() < MIN_PEER_KEY_SECRET_LENGTH {
+            return Err(ConfigError::new(
+                PEER_KEY_SECRET,
+                format!("must be at least {MIN_PEER_KEY_SECRET_LENGTH} characters"),
+            ));
+        }
+        Ok(Self {
+            listen_addr: settings.socket_addr(
+                "METRIX_METRICS__LISTEN_ADDR",
+                DEFAULT_LISTEN_ADDR
+                    .parse()
+                    .expect("the default listen address is valid"),
+            )?,
+            database_url,
+            peer_key_secret,
+            trusted_proxies: settings.networks("METRIX_METRICS__TRUSTED_PROXIES", &["127.0.0.0/8", "::1/128"])?,
+            event_retention: retention_days(settings)?,
+            common,
+        })
+    }
+}
+
+fn retention_days(settings: &Settings<'_>) -> Result<Duration, ConfigError> {
+    const NAME: &str = "METRIX_METRICS__EVENT_RETENTION_DAYS";
+    let days: u64 = settings.parse(NAME, 90)?;
+    if !(1..=3_650).contains(&days) {
+        return Err(ConfigError::new(NAME, "must be between 1 and 3650"));
+    }
+    Ok(Duration::from_secs(days * 86_400))
+}
+
+/// The metrics store's URL (`METRIX_METRICS__DATABASE_URL`, else
+/// `METRIX_DATABASE_URL`); all that `metrix migrate` needs.
+pub fn database_url(settings: &Settings<'_>, common: &CommonSettings) -> Result<SecretString, ConfigError> {
+    match settings.secret("METRIX_METRICS__DATABASE_URL") {
+        Some(url) => {
+            metrix_core::storage::DatabaseKind::from_url(url.expose_secret())
+                .map_err(|problem| ConfigError::new("METRIX_METRICS__DATABASE_URL", problem))?;
+            Ok(url)
+        }
+        None => common
+            .database_url
+            .clone()
+            .ok_or_else(|| ConfigError::new("METRIX_DATABASE_URL", "must be set (or METRIX_METRICS__DATABASE_URL)")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn load(pairs: &[(&str, &str)]) -> Result<MetricsSettings, ConfigError> {
+        let mut source: HashMap<String, String> = pairs
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+            .collect();
+        source
+            .entry("METRIX_DATABASE_URL".into())
+            .or_insert_with(|| "sqlite://metrics.db".into());
+        source
+            .entry("METRIX_METRICS__PEER_KEY_SECRET".into())
+            .or_insert_with(|| "0123456789abcdef0123456789abcdef".into());
+        MetricsSettings::load(&Settings::new(&source))
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let settings = load(&[]).expect("valid");
+        assert_eq!(settings.listen_addr.port(), 50052);
+    }
+
+    #[test]
+    fn a_short_peer_key_secret_is_refused_by_name() {
+        let error = load(&[("METRIX_METRICS__PEER_KEY_SECRET", "short")]).expect_err("too short");
+        assert_eq!(error.variable, "METRIX_METRICS__PEER_KEY_SECRET");
+    }
+
+    #[test]
+    fn a_foreign_database_url_is_refused_by_name() {
+        let error = load(&[("METRIX_METRICS__DATABASE_URL", "mysql://db/metrics")]).expect_err("not supported");
+        assert_eq!(error.variable, "METRIX_METRICS__DATABASE_URL");
+    }
+}

@@ -1,0 +1,699 @@
+//! The metrics service's relational store: companies and KPI values, in
+//! SQL that PostgreSQL and SQLite both run.
+//!
+//! Every query that reads an organisation's data names the organisation, so
+//! tenancy holds at the lowest layer and not only in the handlers.
+
+use std::collections::{BTreeSet, HashMap};
+
+use metrix_core::reference;
+use metrix_core::storage::{BeginWrite as _, Database, is_unique_violation};
+use metrix_core::with_pool;
+use serde::{Deserialize, Serialize};
+use sqlx::AssertSqlSafe;
+
+use crate::error::MetricsError;
+use crate::period::Period;
+
+/// How often a batch of KPI values is retried when a concurrent writer
+/// recorded a value of the same company, metric and period first.
+const RECORD_ATTEMPTS: usize = 3;
+
+/// The metric whose latest value decides a company's revenue band.
+const ARR_METRIC_ID: &str = "arr";
+
+/// The metrics store.
+#[derive(Debug, Clone)]
+pub struct MetricsStore {
+    database: Database,
+}
+
+/// A stored company.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct CompanyRow {
+    pub company_id: String,
+    pub organization_id: String,
+    pub name: String,
+    pub sector_id: String,
+    pub business_model: i32,
+    pub country_code: String,
+    pub founding_year: i32,
+    pub revenue_band_id: String,
+    pub peer_key: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// Filters of ListCompanies; empty strings and zero mean "any".
+#[derive(Debug, Clone, Default)]
+pub struct CompanyFilter {
+    pub sector_id: String,
+    pub business_model: i32,
+    pub revenue_band_id: String,
+    pub country_code: String,
+}
+
+/// Where the next page of companies starts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CompanyCursor {
+    pub name: String,
+    pub company_id: String,
+}
+
+/// One stored revision of a KPI value.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct KpiRow {
+    pub company_id: String,
+    pub metric_id: String,
+    pub period: String,
+    pub revision: i32,
+    pub organization_id: String,
+    pub granularity: i32,
+    pub period_start: i32,
+    pub period_end: i32,
+    pub value: f64,
+    pub source: i32,
+    pub note: String,
+    pub recorded_at: i64,
+    pub recorded_by: String,
+    pub latest: bool,
+}
+
+/// A value to record, already validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewKpi {
+    pub company_id: String,
+    pub metric_id: String,
+    pub period: Period,
+    pub value: f64,
+    pub source: i32,
+    pub note: String,
+}
+
+/// What recording one value did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordOutcome {
+    /// The first value of its company, metric and period.
+    Created,
+    /// A new revision replacing a different value.
+    Updated,
+    /// Equal to the current revision; nothing stored.
+    Unchanged,
+}
+
+/// Filters of ListKpis; empty and zero mean "any".
+#[derive(Debug, Clone, Default)]
+pub struct KpiFilter {
+    pub company_id: String,
+    pub metric_ids: Vec<String>,
+    pub granularity: i32,
+    /// Only periods starting at or after this month index.
+    pub start_month: Option<i32>,
+    /// Only periods ending at or before this month index.
+    pub end_month: Option<i32>,
+    pub source: i32,
+    pub include_history: bool,
+}
+
+/// Where the next page of KPI values starts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KpiCursor {
+    pub company_id: String,
+    pub metric_id: String,
+    pub period_end: i32,
+    pub period: String,
+    pub revision: i32,
+}
+
+/// One anonymised value for the benchmark service.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct PeerRow {
+    pub metric_id: String,
+    pub value: f64,
+    pub sector_id: String,
+    pub revenue_band_id: String,
+    pub period: String,
+    pub peer_key: String,
+}
+
+/// Filters of ListPeerValues; empty and zero mean "any".
+#[derive(Debug, Clone, Default)]
+pub struct PeerFilter {
+    pub metric_ids: Vec<String>,
+    pub sector_id: String,
+    pub revenue_band_id: String,
+    pub granularity: i32,
+    pub start_month: Option<i32>,
+    pub end_month: Option<i32>,
+    pub exclude_company_ids: Vec<String>,
+}
+
+/// Where the next page of peer values starts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PeerCursor {
+    pub metric_id: String,
+    pub period: String,
+    pub peer_key: String,
+}
+
+/// A value bound to a dynamically built query.
+enum Bind {
+    Text(String),
+    Integer(i64),
+}
+
+/// A query assembled from optional filters, with `$n` placeholders that
+/// both backends read.
+#[derive(Default)]
+struct DynamicQuery {
+    conditions: Vec<String>,
+    binds: Vec<Bind>,
+}
+
+impl DynamicQuery {
+    fn placeholder(&mut self, bind: Bind) -> String {
+        self.binds.push(bind);
+        format!("${}", self.binds.len())
+    }
+
+    fn text(&mut self, value: &str) -> String {
+        self.placeholder(Bind::Text(value.to_owned()))
+    }
+
+    fn integer(&mut self, value: i64) -> String {
+        self.placeholder(Bind::Integer(value))
+    }
+
+    fn condition(&mut self, condition: String) {
+        self.conditions.push(condition);
+    }
+
+    fn text_list(&mut self, values: &[String]) -> String {
+        let placeholders: Vec<String> = values.iter().map(|value| self.text(value)).collect();
+        placeholders.join(", ")
+    }
+
+    fn where_clause(&self) -> String {
+        if self.conditions.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", self.conditions.join(" AND "))
+        }
+    }
+}
+
+/// Runs `$sql` with the binds of `$query` on `$pool`, fetching every row as `$row`.
+macro_rules! fetch_dynamic {
+    ($pool:expr, $row:ty, $sql:expr, $query:expr) => {{
+        // The SQL is assembled from this module's constants and `$n`
+        // placeholders only; every value travels as a bind.
+        let mut prepared = sqlx::query_as::<_, $row>(sqlx::AssertSqlSafe($sql.as_str()));
+        for bind in $query.binds {
+            prepared = match bind {
+                Bind::Text(text) => prepared.bind(text),
+                Bind::Integer(integer) => prepared.bind(integer),
+            };
+        }
+        prepared.fetch_all($pool).await
+    }};
+}
+
+pub mod data_points;
+pub mod events;
+
+const COMPANY_COLUMNS: &str = "company_id, organization_id, name, sector_id, business_model, country_code, \
+     founding_year, revenue_band_id, peer_key, created_at, updated_at";
+
+const KPI_COLUMNS: &str = "company_id, metric_id, period, revision, organization_id, granularity, period_start, \
+     period_end, value, source, note, recorded_at, recorded_by, latest";
+
+impl MetricsStore {
+    /// A store over `database`.
+    pub fn new(database: Database) -> Self {
+        Self { database }
+    }
+
+    /// The database behind the store.
+    pub fn database(&self) -> &Database {
+        &self.database
+    }
+
+    /// Stores a new company.
+    pub async fn insert_company(&self, company: &CompanyRow) -> Result<(), MetricsError> {
+        let sql =
+            format!("INSERT INTO companies ({COMPANY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)");
+        with_pool!(&self.database, pool => sqlx::query(AssertSqlSafe(sql.as_str()))
+            .bind(&company.company_id)
+            .bind(&company.organization_id)
+            .bind(&company.name)
+            .bind(&company.sector_id)
+            .bind(company.business_model)
+            .bind(&company.country_code)
+            .bind(company.founding_year)
+            .bind(&company.revenue_band_id)
+            .bind(&company.peer_key)
+            .bind(company.created_at)
+            .bind(company.updated_at)
+            .execute(pool)
+            .await
+            .map(|_| ()))?;
+        Ok(())
+    }
+
+    /// The company `company_id` of `organization_id`, if there is one.
+    pub async fn company(&self, organization_id: &str, company_id: &str) -> Result<Option<CompanyRow>, MetricsError> {
+        let sql = format!("SELECT {COMPANY_COLUMNS} FROM companies WHERE organization_id = $1 AND company_id = $2");
+        let row = with_pool!(&self.database, pool => sqlx::query_as::<_, CompanyRow>(AssertSqlSafe(sql.as_str()))
+            .bind(organization_id)
+            .bind(company_id)
+            .fetch_optional(pool)
+            .await)?;
+        Ok(row)
+    }
+
+    /// Which of `company_ids` belong to `organization_id`.
+    pub async fn companies_of(
+        &self,
+        organization_id: &str,
+        company_ids: &BTreeSet<String>,
+    ) -> Result<BTreeSet<String>, MetricsError> {
+        let mut found = BTreeSet::new();
+        let ids: Vec<String> = company_ids.iter().cloned().collect();
+        // Chunks keep the statement under SQLite's bound-parameter limit.
+        for chunk in ids.chunks(500) {
+            let mut query = DynamicQuery::default();
+            let organization = query.text(organization_id);
+            let list = query.text_list(chunk);
+            query.condition(format!("organization_id = {organization}"));
+            query.condition(format!("company_id IN ({list})"));
+            let sql = format!("SELECT {COMPANY_COLUMNS} FROM companies {}", query.where_clause());
+            let rows = with_pool!(&self.database, pool => fetch_dynamic!(pool, CompanyRow, &sql, query))?;
+            found.extend(rows.into_iter().map(|row| row.company_id));
+        }
+        Ok(found)
+    }
+
+    /// How many companies `organization_id` has.
+    pub async fn count_companies(&self, organization_id: &str) -> Result<i64, MetricsError> {
+        let count: i64 = with_pool!(&self.database, pool => sqlx::query_scalar(
+            "SELECT COUNT(*) FROM companies WHERE organization_id = $1",
+        )
+        .bind(organization_id)
+        .fetch_one(pool)
+        .await)?;
+        Ok(count)
+    }
+
+    /// Writes the editable fields of a company back.
+    pub async fn update_company(&self, company: &CompanyRow) -> Result<(), MetricsError> {
+        let updated = with_pool!(&self.database, pool => sqlx::query(
+            "UPDATE companies SET name = $1, sector_id = $2, business_model = $3, country_code = $4, \
+             founding_year = $5, updated_at = $6 WHERE organization_id = $7 AND company_id = $8",
+        )
+        .bind(&company.name)
+        .bind(&company.sector_id)
+        .bind(company.business_model)
+        .bind(&company.country_code)
+        .bind(company.founding_year)
+        .bind(company.updated_at)
+        .bind(&company.organization_id)
+        .bind(&company.company_id)
+        .execute(pool)
+        .await
+        .map(|done| done.rows_affected()))?;
+        if updated == 0 {
+            return Err(MetricsError::NotFound("company"));
+        }
+        Ok(())
+    }
+
+    /// Up to `limit` companies of `organization_id` after `cursor`, by name and id.
+    pub async fn list_companies(
+        &self,
+        organization_id: &str,
+        filter: &CompanyFilter,
+        cursor: Option<&CompanyCursor>,
+        limit: u32,
+    ) -> Result<Vec<CompanyRow>, MetricsError> {
+        let mut query = DynamicQuery::default();
+        let organization = query.text(organization_id);
+        query.condition(format!("organization_id = {organization}"));
+        if !filter.sector_id.is_empty() {
+            let sector = query.text(&filter.sector_id);
+            query.condition(format!("sector_id = {sector}"));
+        }
+        if filter.business_model != 0 {
+            let model = query.integer(i64::from(filter.business_model));
+            query.condition(format!("business_model = {model}"));
+        }
+        if !filter.revenue_band_id.is_empty() {
+            let band = query.text(&filter.revenue_band_id);
+            query.condition(format!("revenue_band_id = {band}"));
+        }
+        if !filter.country_code.is_empty() {
+            let country = query.text(&filter.country_code);
+            query.condition(format!("country_code = {country}"));
+        }
+        if let Some(cursor) = cursor {
+            let name = query.text(&cursor.name);
+            let name_again = query.text(&cursor.name);
+            let id = query.text(&cursor.company_id);
+            query.condition(format!(
+                "(name > {name} OR (name = {name_again} AND company_id > {id}))"
+            ));
+        }
+        let limit_placeholder = query.integer(i64::from(limit));
+        let sql = format!(
+            "SELECT {COMPANY_COLUMNS} FROM companies {} ORDER BY name, company_id LIMIT {limit_placeholder}",
+            query.where_clause()
+        );
+        let rows = with_pool!(&self.database, pool => fetch_dynamic!(pool, CompanyRow, &sql, query))?;
+        Ok(rows)
+    }
+
+    /// Records a batch of values atomically: each becomes revision 1, a new
+    /// revision, or nothing when it equals the current one; revenue bands
+    /// follow the companies' latest ARR. Retried when a concurrent batch
+    /// wrote the same values first.
+    pub async fn record_kpis(
+        &self,
+        organization_id: &str,
+        recorded_by: &str,
+        recorded_at: i64,
+        values: &[NewKpi],
+    ) -> Result<Vec<(KpiRow, RecordOutcome)>, MetricsError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self
+                .record_kpis_once(organization_id, recorded_by, recorded_at, values)
+                .await
+            {
+                Err(MetricsError::Storage(error)) if is_unique_violation(&error) && attempt < RECORD_ATTEMPTS => {
+                    tracing::debug!(attempt, "kpi batch raced a concurrent writer, retrying");
+                }
+                Err(MetricsError::Storage(error)) if is_unique_violation(&error) => {
+                    return Err(MetricsError::Aborted(
+                        "the same values are being recorded concurrently, retry the request",
+                    ));
+                }
+                outcome => return outcome,
+            }
+        }
+    }
+
+    async fn record_kpis_once(
+        &self,
+        organization_id: &str,
+        recorded_by: &str,
+        recorded_at: i64,
+        values: &[NewKpi],
+    ) -> Result<Vec<(KpiRow, RecordOutcome)>, MetricsError> {
+        let company_ids: BTreeSet<&str> = values.iter().map(|value| value.company_id.as_str()).collect();
+        let select_current =
+            format!("SELECT {KPI_COLUMNS} FROM kpi_values WHERE organization_id = $1 AND company_id = $2 AND latest");
+        let insert = format!(
+            "INSERT INTO kpi_values ({KPI_COLUMNS}) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+        );
+        let outcome: Result<Vec<(KpiRow, RecordOutcome)>, sqlx::Error> = with_pool!(&self.database, pool => async {
+            let mut transaction = pool.begin_write().await?;
+            let mut current: HashMap<(String, String), KpiRow> = HashMap::new();
+            for company_id in &company_ids {
+                let rows = sqlx::query_as::<_, KpiRow>(AssertSqlSafe(select_current.as_str()))
+                    .bind(organization_id)
+                    .bind(*company_id)
+                    .fetch_all(&mut *transaction)
+                    .await?;
+                for row in rows {
+                    current.insert((row.company_id.clone(), format!("{}/{}", row.metric_id, row.period)), row);
+                }
+            }
+            let mut results = Vec::with_capacity(values.len());
+            let mut arr_changed: BTreeSet<&str> = BTreeSet::new();
+            for value in values {
+                let period = value.period.to_string();
+                let key = (value.company_id.clone(), format!("{}/{period}", value.metric_id));
+                let previous = current.get(&key);
+                if let Some(previous) = previous
+                    && previous.value == value.value
+                    && previous.note == value.note
+                {
+                    results.push((previous.clone(), RecordOutcome::Unchanged));
+                    continue;
+                }
+                let revision = previous.map_or(1, |previous| previous.revision + 1);
+                if previous.is_some() {
+                    sqlx::query(
+                        "UPDATE kpi_values SET latest = FALSE \
+                         WHERE company_id = $1 AND metric_id = $2 AND period = $3 AND latest",
+                    )
+                    .bind(&value.company_id)
+                    .bind(&value.metric_id)
+                    .bind(&period)
+                    .execute(&mut *transaction)
+                    .await?;
+                }
+                let row = KpiRow {
+                    company_id: value.company_id.clone(),
+                    metric_id: value.metric_id.clone(),
+                    period: period.clone(),
+                    revision,
+                    organization_id: organization_id.to_owned(),
+                    granularity: value.period.granularity() as i32,
+                    period_start: value.period.start_month_index() as i32,
+                    period_end: value.period.end_month_index() as i32,
+                    value: value.value,
+                    source: value.source,
+                    note: value.note.clone(),
+                    recorded_at,
+                    recorded_by: recorded_by.to_owned(),
+                    latest: true,
+                };
+                sqlx::query(AssertSqlSafe(insert.as_str()))
+                    .bind(&row.company_id)
+                    .bind(&row.metric_id)
+                    .bind(&row.period)
+                    .bind(row.revision)
+                    .bind(&row.organization_id)
+                    .bind(row.granularity)
+                    .bind(row.period_start)
+                    .bind(row.period_end)
+                    .bind(row.value)
+                    .bind(row.source)
+                    .bind(&row.note)
+                    .bind(row.recorded_at)
+                    .bind(&row.recorded_by)
+                    .bind(row.latest)
+                    .execute(&mut *transaction)
+                    .await?;
+                if value.metric_id == ARR_METRIC_ID {
+                    arr_changed.insert(value.company_id.as_str());
+                }
+                let outcome = if previous.is_some() { RecordOutcome::Updated } else { RecordOutcome::Created };
+                current.insert(key, row.clone());
+                results.push((row, outcome));
+            }
+            for company_id in arr_changed {
+                let latest_arr: Option<f64> = sqlx::query_scalar(
+                    "SELECT value FROM kpi_values WHERE company_id = $1 AND metric_id = $2 AND latest \
+                     ORDER BY period_end DESC, recorded_at DESC, granularity ASC LIMIT 1",
+                )
+                .bind(company_id)
+                .bind(ARR_METRIC_ID)
+                .fetch_optional(&mut *transaction)
+                .await?;
+                let band = latest_arr
+                    .and_then(reference::revenue_band_for)
+                    .map_or("", |band| band.id);
+                sqlx::query(
+                    "UPDATE companies SET revenue_band_id = $1, updated_at = $2 \
+                     WHERE company_id = $3 AND revenue_band_id <> $4",
+                )
+                .bind(band)
+                .bind(recorded_at)
+                .bind(company_id)
+                .bind(band)
+                .execute(&mut *transaction)
+                .await?;
+            }
+            transaction.commit().await?;
+            Ok(results)
+        }
+        .await);
+        Ok(outcome?)
+    }
+
+    /// The current values of `company_id` for `period`, by metric id.
+    pub async fn current_values_for_period(
+        &self,
+        organization_id: &str,
+        company_id: &str,
+        period: &str,
+    ) -> Result<std::collections::BTreeMap<String, f64>, MetricsError> {
+        let rows: Vec<(String, f64)> = with_pool!(&self.database, pool => sqlx::query_as(
+            "SELECT metric_id, value FROM kpi_values \
+             WHERE organization_id = $1 AND company_id = $2 AND period = $3 AND latest",
+        )
+        .bind(organization_id)
+        .bind(company_id)
+        .bind(period)
+        .fetch_all(pool)
+        .await)?;
+        Ok(rows.into_iter().collect())
+    }
+
+    /// Up to `limit` values of `organization_id` after `cursor`, ordered by
+    /// company, metric, period (latest first) and revision (latest first).
+    pub async fn list_kpis(
+        &self,
+        organization_id: &str,
+        filter: &KpiFilter,
+        cursor: Option<&KpiCursor>,
+        limit: u32,
+    ) -> Result<Vec<KpiRow>, MetricsError> {
+        let mut query = DynamicQuery::default();
+        let organization = query.text(organization_id);
+        query.condition(format!("organization_id = {organization}"));
+        if !filter.company_id.is_empty() {
+            let company = query.text(&filter.company_id);
+            query.condition(format!("company_id = {company}"));
+        }
+        if !filter.metric_ids.is_empty() {
+            let list = query.text_list(&filter.metric_ids);
+            query.condition(format!("metric_id IN ({list})"));
+        }
+        if filter.granularity != 0 {
+            let granularity = query.integer(i64::from(filter.granularity));
+            query.condition(format!("granularity = {granularity}"));
+        }
+        if let Some(start) = filter.start_month {
+            let start = query.integer(i64::from(start));
+            query.condition(format!("period_start >= {start}"));
+        }
+        if let Some(end) = filter.end_month {
+            let end = query.integer(i64::from(end));
+            query.condition(format!("period_end <= {end}"));
+        }
+        if filter.source != 0 {
+            let source = query.integer(i64::from(filter.source));
+            query.condition(format!("source = {source}"));
+        }
+        if !filter.include_history {
+            query.condition("latest".to_owned());
+        }
+        if let Some(cursor) = cursor {
+            // (company ASC, metric ASC, period_end DESC, period DESC, revision DESC): each
+            // alternative binds its own copies, since PostgreSQL types every placeholder once.
+            let mut alternatives = Vec::new();
+            for depth in 1..=5 {
+                let mut parts = Vec::new();
+                let company = query.text(&cursor.company_id);
+                parts.push(if depth == 1 {
+                    format!("company_id > {company}")
+                } else {
+                    format!("company_id = {company}")
+                });
+                if depth >= 2 {
+                    let metric = query.text(&cursor.metric_id);
+                    parts.push(if depth == 2 {
+                        format!("metric_id > {metric}")
+                    } else {
+                        format!("metric_id = {metric}")
+                    });
+                }
+                if depth >= 3 {
+                    let end = query.integer(i64::from(cursor.period_end));
+                    parts.push(if depth == 3 {
+                        format!("period_end < {end}")
+                    } else {
+                        format!("period_end = {end}")
+                    });
+                }
+                if depth >= 4 {
+                    let period = query.text(&cursor.period);
+                    parts.push(if depth == 4 {
+                        format!("period < {period}")
+                    } else {
+                        format!("period = {period}")
+                    });
+                }
+                if depth == 5 {
+                    let revision = query.integer(i64::from(cursor.revision));
+                    parts.push(format!("revision < {revision}"));
+                }
+                alternatives.push(format!("({})", parts.join(" AND ")));
+            }
+            query.condition(format!("({})", alternatives.join(" OR ")));
+        }
+        let limit_placeholder = query.integer(i64::from(limit));
+        let sql = format!(
+            "SELECT {KPI_COLUMNS} FROM kpi_values {} \
+             ORDER BY company_id, metric_id, period_end DESC, period DESC, revision DESC LIMIT {limit_placeholder}",
+            query.where_clause()
+        );
+        let rows = with_pool!(&self.database, pool => fetch_dynamic!(pool, KpiRow, &sql, query))?;
+        Ok(rows)
+    }
+
+    /// Up to `limit` current values of every organisation after `cursor`,
+    /// anonymised, ordered by metric, period and peer key.
+    pub async fn peer_values(
+        &self,
+        filter: &PeerFilter,
+        cursor: Option<&PeerCursor>,
+        limit: u32,
+    ) -> Result<Vec<PeerRow>, MetricsError> {
+        let mut query = DynamicQuery::default();
+        query.condition("k.latest".to_owned());
+        if !filter.metric_ids.is_empty() {
+            let list = query.text_list(&filter.metric_ids);
+            query.condition(format!("k.metric_id IN ({list})"));
+        }
+        if !filter.sector_id.is_empty() {
+            let sector = query.text(&filter.sector_id);
+            query.condition(format!("c.sector_id = {sector}"));
+        }
+        if !filter.revenue_band_id.is_empty() {
+            let band = query.text(&filter.revenue_band_id);
+            query.condition(format!("c.revenue_band_id = {band}"));
+        }
+        if filter.granularity != 0 {
+            let granularity = query.integer(i64::from(filter.granularity));
+            query.condition(format!("k.granularity = {granularity}"));
+        }
+        if let Some(start) = filter.start_month {
+            let start = query.integer(i64::from(start));
+            query.condition(format!("k.period_start >= {start}"));
+        }
+        if let Some(end) = filter.end_month {
+            let end = query.integer(i64::from(end));
+            query.condition(format!("k.period_end <= {end}"));
+        }
+        if !filter.exclude_company_ids.is_empty() {
+            let list = query.text_list(&filter.exclude_company_ids);
+            query.condition(format!("c.company_id NOT IN ({list})"));
+        }
+        if let Some(cursor) = cursor {
+            let m1 = query.text(&cursor.metric_id);
+            let m2 = query.text(&cursor.metric_id);
+            let p2 = query.text(&cursor.period);
+            let m3 = query.text(&cursor.metric_id);
+            let p3 = query.text(&cursor.period);
+            let k3 = query.text(&cursor.peer_key);
+            query.condition(format!(
+                "(k.metric_id > {m1} OR (k.metric_id = {m2} AND k.period > {p2}) \
+                 OR (k.metric_id = {m3} AND k.period = {p3} AND c.peer_key > {k3}))"
+            ));
+        }
+        let limit_placeholder = query.integer(i64::from(limit));
+        let sql = format!(
+            "SELECT k.metric_id, k.value, c.sector_id, c.revenue_band_id, k.period, c.peer_key \
+             FROM kpi_values k JOIN companies c ON c.company_id = k.company_id {} \
+             ORDER BY k.metric_id, k.period, c.peer_key LIMIT {limit_placeholder}",
+            query.where_clause()
+        );
+        let rows = with_pool!(&self.database, pool => fetch_dynamic!(pool, PeerRow, &sql, query))?;
+        Ok(rows)
+    }
+}

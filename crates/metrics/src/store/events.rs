@@ -1,0 +1,599 @@
+//! Product events and their rollups: raw events (exactly once per
+//! organisation and event id), event counts per bucket at three widths, and
+//! the users active per hour and day.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use metrix_core::storage::{BeginWrite as _, Database};
+use metrix_core::with_pool;
+use serde::{Deserialize, Serialize};
+use sqlx::AssertSqlSafe;
+
+use super::{Bind, DynamicQuery, MetricsStore};
+use crate::error::MetricsError;
+use crate::events::{EventSelection, NewEvent};
+
+/// The widths of the count rollups, in seconds: minute, hour, day.
+pub const COUNT_WIDTHS: [i64; 3] = [60, 3_600, 86_400];
+/// The widths of the activity rollups, in seconds: hour, day.
+pub const ACTIVITY_WIDTHS: [i64; 2] = [3_600, 86_400];
+/// Events per SQLite INSERT statement (14 parameters each; under its limit).
+const INSERT_CHUNK: usize = 500;
+/// Rollup rows per upsert statement.
+const ROLLUP_CHUNK: usize = 1_000;
+
+const EVENT_COLUMNS: &str = "event_id, app_id, user_id, event_type, event_name, properties, session_id, \
+     client_timestamp, sent_at, received_at, occurred_at, user_agent, ip";
+
+/// A stored event as read back.
+#[derive(Debug, Clone, sqlx::FromRow)]
+struct EventRow {
+    event_id: String,
+    app_id: String,
+    user_id: String,
+    event_type: String,
+    event_name: String,
+    properties: String,
+    session_id: String,
+    client_timestamp: Option<i64>,
+    sent_at: Option<i64>,
+    received_at: i64,
+    occurred_at: i64,
+    user_agent: String,
+    ip: String,
+}
+
+impl From<EventRow> for NewEvent {
+    fn from(row: EventRow) -> Self {
+        NewEvent {
+            event_id: row.event_id,
+            app_id: row.app_id,
+            user_id: row.user_id,
+            event_type: row.event_type,
+            event_name: row.event_name,
+            properties_json: row.properties,
+            session_id: row.session_id,
+            client_timestamp: row.client_timestamp,
+            sent_at: row.sent_at,
+            received_at: row.received_at,
+            occurred_at: row.occurred_at,
+            user_agent: row.user_agent,
+            ip: row.ip,
+        }
+    }
+}
+
+/// Where the next page of events starts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EventCursor {
+    pub occurred_at: i64,
+    pub event_id: String,
+}
+
+/// The order events are read in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventOrder {
+    /// Newest first (ListEvents).
+    NewestFirst,
+    /// Oldest first (ExportEvents).
+    OldestFirst,
+}
+
+/// The start of the bucket of `width_seconds` holding `micros`.
+pub fn bucket_start(micros: i64, width_seconds: i64) -> i64 {
+    let width = width_seconds * 1_000_000;
+    micros.div_euclid(width) * width
+}
+
+fn selection_conditions(query: &mut DynamicQuery, organization_id: &str, selection: &EventSelection) {
+    let organization = query.text(organization_id);
+    query.condition(format!("organization_id = {organization}"));
+    if !selection.app_id.is_empty() {
+        let app = query.text(&selection.app_id);
+        query.condition(format!("app_id = {app}"));
+    }
+    if !selection.event_types.is_empty() {
+        let list = query.text_list(&selection.event_types);
+        query.condition(format!("event_type IN ({list})"));
+    }
+    if !selection.event_name.is_empty() {
+        let name = query.text(&selection.event_name);
+        query.condition(format!("event_name = {name}"));
+    }
+    if !selection.user_id.is_empty() {
+        let user = query.text(&selection.user_id);
+        query.condition(format!("user_id = {user}"));
+    }
+    if !selection.session_id.is_empty() {
+        let session = query.text(&selection.session_id);
+        query.condition(format!("session_id = {session}"));
+    }
+    if let Some(start) = selection.start {
+        let start = query.integer(start);
+        query.condition(format!("occurred_at >= {start}"));
+    }
+    if let Some(end) = selection.end {
+        let end = query.integer(end);
+        query.condition(format!("occurred_at < {end}"));
+    }
+}
+
+/// Adds `app_id = …` when an app is chosen.
+fn app_condition(query: &mut DynamicQuery, app_id: &str) {
+    if !app_id.is_empty() {
+        let app = query.text(app_id);
+        query.condition(format!("app_id = {app}"));
+    }
+}
+
+/// Rollup rows of the events that were new: counts per (width, bucket, app,
+/// type) and active users per (width, bucket, app, user), keys sorted so
+/// concurrent batches lock rows in the same order.
+struct Rollups<'events> {
+    counts: Vec<((i64, i64, &'events str, &'events str), i64)>,
+    active: Vec<(i64, i64, &'events str, &'events str)>,
+}
+
+fn rollups<'events>(events: &'events [NewEvent], inserted: &BTreeSet<String>) -> Rollups<'events> {
+    let mut counts: BTreeMap<(i64, i64, &str, &str), i64> = BTreeMap::new();
+    let mut active: BTreeSet<(i64, i64, &str, &str)> = BTreeSet::new();
+    for event in events.iter().filter(|event| inserted.contains(&event.event_id)) {
+        for width in COUNT_WIDTHS {
+            let key = (
+                width,
+                bucket_start(event.occurred_at, width),
+                event.app_id.as_str(),
+                event.event_type.as_str(),
+            );
+            *counts.entry(key).or_default() += 1;
+        }
+        if !event.user_id.is_empty() {
+            for width in ACTIVITY_WIDTHS {
+                active.insert((
+                    width,
+                    bucket_start(event.occurred_at, width),
+                    event.app_id.as_str(),
+                    event.user_id.as_str(),
+                ));
+            }
+        }
+    }
+    Rollups {
+        counts: counts.into_iter().collect(),
+        active: active.into_iter().collect(),
+    }
+}
+
+/// PostgreSQL: each statement takes whole columns as arrays (`UNNEST`), so
+/// a batch of 500 events is one statement with 13 parameters, not 7,000.
+async fn insert_events_postgres(
+    pool: &sqlx::PgPool,
+    organization_id: &str,
+    events: &[NewEvent],
+) -> Result<BTreeSet<String>, sqlx::Error> {
+    let mut transaction = pool.begin().await?;
+    let column = |value: fn(&NewEvent) -> String| events.iter().map(value).collect::<Vec<String>>();
+    let inserted: BTreeSet<String> = sqlx::query_scalar::<_, String>(
+        "INSERT INTO events (organization_id, event_id, app_id, user_id, event_type, event_name, properties, \
+         session_id, client_timestamp, sent_at, received_at, occurred_at, user_agent, ip) \
+         SELECT $1, * FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
+         $8::text[], $9::int8[], $10::int8[], $11::int8[], $12::int8[], $13::text[], $14::text[]) \
+         ON CONFLICT (organization_id, event_id) DO NOTHING RETURNING event_id",
+    )
+    .bind(organization_id)
+    .bind(column(|event| event.event_id.clone()))
+    .bind(column(|event| event.app_id.clone()))
+    .bind(column(|event| event.user_id.clone()))
+    .bind(column(|event| event.event_type.clone()))
+    .bind(column(|event| event.event_name.clone()))
+    .bind(column(|event| event.properties_json.clone()))
+    .bind(column(|event| event.session_id.clone()))
+    .bind(events.iter().map(|event| event.client_timestamp).collect::<Vec<_>>())
+    .bind(events.iter().map(|event| event.sent_at).collect::<Vec<_>>())
+    .bind(events.iter().map(|event| event.received_at).collect::<Vec<_>>())
+    .bind(events.iter().map(|event| event.occurred_at).collect::<Vec<_>>())
+    .bind(column(|event| event.user_agent.clone()))
+    .bind(column(|event| event.ip.clone()))
+    .fetch_all(&mut *transaction)
+    .await?
+    .into_iter()
+    .collect();
+    let Rollups { counts, active } = rollups(events, &inserted);
+    if !counts.is_empty() {
+        sqlx::query(
+            "INSERT INTO event_counts (organization_id, width_seconds, bucket_start, app_id, event_type, event_count) \
+             SELECT $1, * FROM UNNEST($2::int4[], $3::int8[], $4::text[], $5::text[], $6::int8[]) \
+             ON CONFLICT (organization_id, width_seconds, bucket_start, app_id, event_type) \
+             DO UPDATE SET event_count = event_counts.event_count + excluded.event_count",
+        )
+        .bind(organization_id)
+        .bind(counts.iter().map(|((width, ..), _)| *width as i32).collect::<Vec<_>>())
+        .bind(counts.iter().map(|((_, bucket, ..), _)| *bucket).collect::<Vec<_>>())
+        .bind(
+            counts
+                .iter()
+                .map(|((_, _, app_id, _), _)| (*app_id).to_owned())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            counts
+                .iter()
+                .map(|((.., event_type), _)| (*event_type).to_owned())
+                .collect::<Vec<_>>(),
+        )
+        .bind(counts.iter().map(|(_, count)| *count).collect::<Vec<_>>())
+        .execute(&mut *transaction)
+        .await?;
+    }
+    if !active.is_empty() {
+        sqlx::query(
+            "INSERT INTO user_activity (organization_id, width_seconds, bucket_start, app_id, user_id) \
+             SELECT $1, * FROM UNNEST($2::int4[], $3::int8[], $4::text[], $5::text[]) \
+             ON CONFLICT (organization_id, width_seconds, bucket_start, app_id, user_id) DO NOTHING",
+        )
+        .bind(organization_id)
+        .bind(active.iter().map(|(width, ..)| *width as i32).collect::<Vec<_>>())
+        .bind(active.iter().map(|(_, bucket, ..)| *bucket).collect::<Vec<_>>())
+        .bind(
+            active
+                .iter()
+                .map(|(_, _, app_id, _)| (*app_id).to_owned())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            active
+                .iter()
+                .map(|(.., user_id)| (*user_id).to_owned())
+                .collect::<Vec<_>>(),
+        )
+        .execute(&mut *transaction)
+        .await?;
+    }
+    transaction.commit().await?;
+    Ok(inserted)
+}
+
+/// SQLite: multi-row `VALUES` statements in chunks under its parameter limit.
+async fn insert_events_portable(
+    pool: &sqlx::SqlitePool,
+    organization_id: &str,
+    events: &[NewEvent],
+) -> Result<BTreeSet<String>, sqlx::Error> {
+    let mut transaction = pool.begin_write().await?;
+    let mut inserted = BTreeSet::new();
+    for chunk in events.chunks(INSERT_CHUNK) {
+        let placeholders: Vec<String> = (0..chunk.len())
+            .map(|index| {
+                let base = index * 14;
+                let row: Vec<String> = (1..=14).map(|column| format!("${}", base + column)).collect();
+                format!("({})", row.join(", "))
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO events (organization_id, {EVENT_COLUMNS}) VALUES {} \
+             ON CONFLICT (organization_id, event_id) DO NOTHING RETURNING event_id",
+            placeholders.join(", ")
+        );
+        let mut statement = sqlx::query_scalar::<_, String>(AssertSqlSafe(sql));
+        for event in chunk {
+            statement = statement
+                .bind(organization_id)
+                .bind(&event.event_id)
+                .bind(&event.app_id)
+                .bind(&event.user_id)
+                .bind(&event.event_type)
+                .bind(&event.event_name)
+                .bind(&event.properties_json)
+                .bind(&event.session_id)
+                .bind(event.client_timestamp)
+                .bind(event.sent_at)
+                .bind(event.received_at)
+                .bind(event.occurred_at)
+                .bind(&event.user_agent)
+                .bind(&event.ip);
+        }
+        inserted.extend(statement.fetch_all(&mut *transaction).await?);
+    }
+    let Rollups { counts, active } = rollups(events, &inserted);
+    for chunk in counts.chunks(ROLLUP_CHUNK) {
+        let rows: Vec<String> = (0..chunk.len())
+            .map(|index| {
+                let base = index * 6;
+                format!(
+                    "(${}, ${}, ${}, ${}, ${}, ${})",
+                    base + 1,
+                    base + 2,
+                    base + 3,
+                    base + 4,
+                    base + 5,
+                    base + 6
+                )
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO event_counts (organization_id, width_seconds, bucket_start, app_id, event_type, event_count) \
+             VALUES {} ON CONFLICT (organization_id, width_seconds, bucket_start, app_id, event_type) \
+             DO UPDATE SET event_count = event_counts.event_count + excluded.event_count",
+            rows.join(", ")
+        );
+        let mut statement = sqlx::query(AssertSqlSafe(sql));
+        for ((width, bucket, app_id, event_type), count) in chunk {
+            statement = statement
+                .bind(organization_id)
+                .bind(*width as i32)
+                .bind(*bucket)
+                .bind(*app_id)
+                .bind(*event_type)
+                .bind(*count);
+        }
+        statement.execute(&mut *transaction).await?;
+    }
+    for chunk in active.chunks(ROLLUP_CHUNK) {
+        let rows: Vec<String> = (0..chunk.len())
+            .map(|index| {
+                let base = index * 5;
+                format!(
+                    "(${}, ${}, ${}, ${}, ${})",
+                    base + 1,
+                    base + 2,
+                    base + 3,
+                    base + 4,
+                    base + 5
+                )
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO user_activity (organization_id, width_seconds, bucket_start, app_id, user_id) \
+             VALUES {} ON CONFLICT (organization_id, width_seconds, bucket_start, app_id, user_id) DO NOTHING",
+            rows.join(", ")
+        );
+        let mut statement = sqlx::query(AssertSqlSafe(sql));
+        for (width, bucket, app_id, user_id) in chunk {
+            statement = statement
+                .bind(organization_id)
+                .bind(*width as i32)
+                .bind(*bucket)
+                .bind(*app_id)
+                .bind(*user_id);
+        }
+        statement.execute(&mut *transaction).await?;
+    }
+    transaction.commit().await?;
+    Ok(inserted)
+}
+
+impl MetricsStore {
+    /// Stores the events that are new and updates the rollups with them, in
+    /// one transaction; returns the ids that were new. Events already stored
+    /// (same organisation and id) are left as they are.
+    pub async fn insert_events(
+        &self,
+        organization_id: &str,
+        events: &[NewEvent],
+    ) -> Result<BTreeSet<String>, MetricsError> {
+        if events.is_empty() {
+            return Ok(BTreeSet::new());
+        }
+        let outcome = match &self.database {
+            Database::Postgres(pool) => insert_events_postgres(pool, organization_id, events).await,
+            Database::Sqlite(pool) => insert_events_portable(pool, organization_id, events).await,
+        };
+        Ok(outcome?)
+    }
+
+    /// One stored event.
+    pub async fn event(&self, organization_id: &str, event_id: &str) -> Result<Option<NewEvent>, MetricsError> {
+        let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE organization_id = $1 AND event_id = $2");
+        let row = with_pool!(&self.database, pool => sqlx::query_as::<_, EventRow>(AssertSqlSafe(sql))
+            .bind(organization_id)
+            .bind(event_id)
+            .fetch_optional(pool)
+            .await)?;
+        Ok(row.map(NewEvent::from))
+    }
+
+    /// Up to `limit` events matching `selection` after `cursor`, in `order`.
+    pub async fn list_events(
+        &self,
+        organization_id: &str,
+        selection: &EventSelection,
+        cursor: Option<&EventCursor>,
+        limit: u32,
+        order: EventOrder,
+    ) -> Result<Vec<NewEvent>, MetricsError> {
+        let mut query = DynamicQuery::default();
+        selection_conditions(&mut query, organization_id, selection);
+        let (comparison, direction) = match order {
+            EventOrder::NewestFirst => ("<", "DESC"),
+            EventOrder::OldestFirst => (">", "ASC"),
+        };
+        if let Some(cursor) = cursor {
+            let time = query.integer(cursor.occurred_at);
+            let same_time = query.integer(cursor.occurred_at);
+            let id = query.text(&cursor.event_id);
+            query.condition(format!(
+                "(occurred_at {comparison} {time} OR (occurred_at = {same_time} AND event_id {comparison} {id}))"
+            ));
+        }
+        let limit_placeholder = query.integer(i64::from(limit));
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM events {} ORDER BY occurred_at {direction}, event_id {direction} \
+             LIMIT {limit_placeholder}",
+            query.where_clause()
+        );
+        let rows = with_pool!(&self.database, pool => fetch_dynamic!(pool, EventRow, &sql, query))?;
+        Ok(rows.into_iter().map(NewEvent::from).collect())
+    }
+
+    /// The number of events matching `selection` per type, largest first.
+    pub async fn count_events(
+        &self,
+        organization_id: &str,
+        selection: &EventSelection,
+    ) -> Result<Vec<(String, i64)>, MetricsError> {
+        let mut query = DynamicQuery::default();
+        selection_conditions(&mut query, organization_id, selection);
+        let sql = format!(
+            "SELECT event_type, COUNT(*) FROM events {} GROUP BY event_type ORDER BY COUNT(*) DESC, event_type",
+            query.where_clause()
+        );
+        let rows = with_pool!(&self.database, pool => fetch_dynamic!(pool, (String, i64), &sql, query))?;
+        Ok(rows)
+    }
+
+    /// Event counts per bucket of `width_seconds` in `[start, end)`, from the rollups.
+    pub async fn event_series(
+        &self,
+        organization_id: &str,
+        app_id: &str,
+        width_seconds: i64,
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<(i64, i64)>, MetricsError> {
+        let mut query = DynamicQuery::default();
+        let organization = query.text(organization_id);
+        query.condition(format!("organization_id = {organization}"));
+        let width = query.integer(width_seconds);
+        query.condition(format!("width_seconds = {width}"));
+        let start = query.integer(start);
+        query.condition(format!("bucket_start >= {start}"));
+        let end = query.integer(end);
+        query.condition(format!("bucket_start < {end}"));
+        app_condition(&mut query, app_id);
+        let sql = format!(
+            "SELECT bucket_start, CAST(SUM(event_count) AS BIGINT) FROM event_counts {} \
+             GROUP BY bucket_start ORDER BY bucket_start",
+            query.where_clause()
+        );
+        let rows = with_pool!(&self.database, pool => fetch_dynamic!(pool, (i64, i64), &sql, query))?;
+        Ok(rows)
+    }
+
+    /// Event counts per type in `[start, end)` from the rollups of
+    /// `width_seconds`, largest first, then by type.
+    pub async fn event_type_counts(
+        &self,
+        organization_id: &str,
+        app_id: &str,
+        width_seconds: i64,
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<(String, i64)>, MetricsError> {
+        let mut query = DynamicQuery::default();
+        let organization = query.text(organization_id);
+        query.condition(format!("organization_id = {organization}"));
+        let width = query.integer(width_seconds);
+        query.condition(format!("width_seconds = {width}"));
+        let start = query.integer(start);
+        query.condition(format!("bucket_start >= {start}"));
+        let end = query.integer(end);
+        query.condition(format!("bucket_start < {end}"));
+        app_condition(&mut query, app_id);
+        let sql = format!(
+            "SELECT event_type, CAST(SUM(event_count) AS BIGINT) AS total FROM event_counts {} \
+             GROUP BY event_type ORDER BY total DESC, event_type",
+            query.where_clause()
+        );
+        let rows = with_pool!(&self.database, pool => fetch_dynamic!(pool, (String, i64), &sql, query))?;
+        Ok(rows)
+    }
+
+    /// The number of raw events in `[start, end)`.
+    pub async fn raw_event_count(
+        &self,
+        organization_id: &str,
+        app_id: &str,
+        start: i64,
+        end: i64,
+    ) -> Result<i64, MetricsError> {
+        let selection = EventSelection {
+            app_id: app_id.to_owned(),
+            start: Some(start),
+            end: Some(end),
+            ..EventSelection::default()
+        };
+        let mut query = DynamicQuery::default();
+        selection_conditions(&mut query, organization_id, &selection);
+        let sql = format!("SELECT COUNT(*) FROM events {}", query.where_clause());
+        let rows = with_pool!(&self.database, pool => fetch_dynamic!(pool, (i64,), &sql, query))?;
+        Ok(rows.first().map_or(0, |row| row.0))
+    }
+
+    /// Distinct users of raw events in `[start, end)`.
+    pub async fn raw_distinct_users(
+        &self,
+        organization_id: &str,
+        app_id: &str,
+        start: i64,
+        end: i64,
+    ) -> Result<i64, MetricsError> {
+        let selection = EventSelection {
+            app_id: app_id.to_owned(),
+            start: Some(start),
+            end: Some(end),
+            ..EventSelection::default()
+        };
+        let mut query = DynamicQuery::default();
+        selection_conditions(&mut query, organization_id, &selection);
+        query.condition("user_id <> ''".to_owned());
+        let sql = format!("SELECT COUNT(DISTINCT user_id) FROM events {}", query.where_clause());
+        let rows = with_pool!(&self.database, pool => fetch_dynamic!(pool, (i64,), &sql, query))?;
+        Ok(rows.first().map_or(0, |row| row.0))
+    }
+
+    /// Distinct users active in the buckets of `width_seconds` in `[start, end)`.
+    pub async fn distinct_active_users(
+        &self,
+        organization_id: &str,
+        app_id: &str,
+        width_seconds: i64,
+        start: i64,
+        end: i64,
+    ) -> Result<i64, MetricsError> {
+        let mut query = DynamicQuery::default();
+        let organization = query.text(organization_id);
+        query.condition(format!("organization_id = {organization}"));
+        let width = query.integer(width_seconds);
+        query.condition(format!("width_seconds = {width}"));
+        let start = query.integer(start);
+        query.condition(format!("bucket_start >= {start}"));
+        let end = query.integer(end);
+        query.condition(format!("bucket_start < {end}"));
+        app_condition(&mut query, app_id);
+        let sql = format!(
+            "SELECT COUNT(DISTINCT user_id) FROM user_activity {}",
+            query.where_clause()
+        );
+        let rows = with_pool!(&self.database, pool => fetch_dynamic!(pool, (i64,), &sql, query))?;
+        Ok(rows.first().map_or(0, |row| row.0))
+    }
+
+    /// Deletes up to `limit` raw events that happened before `cutoff`
+    /// (rollups stay); returns how many went.
+    pub async fn delete_events_before(&self, cutoff: i64, limit: i64) -> Result<u64, MetricsError> {
+        let deleted = with_pool!(&self.database, pool => sqlx::query(
+            "DELETE FROM events WHERE (organization_id, event_id) IN \
+             (SELECT organization_id, event_id FROM events WHERE occurred_at < $1 LIMIT $2)",
+        )
+        .bind(cutoff)
+        .bind(limit)
+        .execute(pool)
+        .await
+        .map(|done| done.rows_affected()))?;
+        Ok(deleted)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_align_to_the_epoch() {
+        let minute = 60_000_000;
+        assert_eq!(bucket_start(0, 60), 0);
+        assert_eq!(bucket_start(minute + 5, 60), minute);
+        assert_eq!(bucket_start(-1, 60), -minute);
+        assert_eq!(bucket_start(86_400_000_000 * 3 + 7, 86_400), 86_400_000_000 * 3);
+    }
+}

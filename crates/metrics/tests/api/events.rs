@@ -1,0 +1,515 @@
+//! Product events: batches with per-item outcomes, idempotency, reads,
+//! counts, exports, dashboards and live streams.
+
+use std::time::Duration;
+
+use futures::StreamExt as _;
+use metrix_core::authn::{Role, Scope};
+use metrix_core::time::{now_micros, timestamp};
+use metrix_proto::metrics::v1::*;
+use tonic::Code;
+
+use crate::both_backends;
+use crate::helpers::*;
+
+fn event(event_id: &str, event_type: &str, user_id: &str) -> Event {
+    Event {
+        event_id: event_id.to_owned(),
+        app_id: "web".to_owned(),
+        user_id: user_id.to_owned(),
+        event_type: event_type.to_owned(),
+        ..Default::default()
+    }
+}
+
+async fn track(app: &TestApp, key: &str, events: Vec<Event>) -> TrackEventsResponse {
+    app.client()
+        .track_events(with_api_key(
+            TrackEventsRequest {
+                events,
+                asynchronous: false,
+            },
+            key,
+        ))
+        .await
+        .expect("the batch is answered")
+        .into_inner()
+}
+
+async fn batches_report_each_event_and_never_store_one_twice(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let organization = new_organization();
+    let key = app.issuer.api_key(&organization, &[Scope::EventsWrite]);
+    let first = track(
+        &app,
+        &key,
+        vec![
+            event("e-1", "signup", "u-1"),
+            event("e-2", "Page View", "u-1"),
+            event("", "page_view", "u-2"),
+            event("e-1", "signup", "u-1"),
+            Event {
+                app_id: String::new(),
+                ..event("e-4", "click", "u-3")
+            },
+        ],
+    )
+    .await;
+    let outcomes: Vec<_> = first
+        .results
+        .iter()
+        .map(|result| (result.index, result.status, result.field.as_str()))
+        .collect();
+    let accepted = TrackEventStatus::Accepted as i32;
+    let rejected = TrackEventStatus::Rejected as i32;
+    let duplicate = TrackEventStatus::Duplicate as i32;
+    assert_eq!(
+        outcomes,
+        [
+            (0, accepted, ""),
+            (1, rejected, "event_type"),
+            (2, accepted, ""),
+            (3, duplicate, ""),
+            (4, rejected, "app_id")
+        ]
+    );
+    assert!(!first.results[1].reason.is_empty());
+    assert!(!first.results[2].event_id.is_empty(), "a missing id is generated");
+    assert!(
+        !first.results[0].session_id.is_empty(),
+        "a missing session is generated"
+    );
+    assert_eq!(
+        (first.accepted_count, first.rejected_count, first.duplicate_count),
+        (3, 2, 1)
+    );
+
+    let generated = first.results[2].event_id.clone();
+    let again = track(
+        &app,
+        &key,
+        vec![event("e-1", "signup", "u-1"), event(&generated, "page_view", "u-2")],
+    )
+    .await;
+    assert!(
+        again.results.iter().all(|result| result.status == duplicate),
+        "{again:?}"
+    );
+
+    let reader = app.user(&organization, Role::CompanyUser);
+    let counted = app
+        .client()
+        .count_events(authorized(CountEventsRequest::default(), &reader))
+        .await
+        .expect("counted")
+        .into_inner();
+    assert_eq!(counted.total_count, 2, "each event stored once");
+
+    let read_only = app.issuer.api_key(&organization, &[Scope::Read]);
+    let refused = app
+        .client()
+        .track_events(with_api_key(
+            TrackEventsRequest {
+                events: vec![event("e-9", "click", "u-1")],
+                asynchronous: false,
+            },
+            &read_only,
+        ))
+        .await;
+    assert_code(refused, Code::PermissionDenied);
+    let too_many = app
+        .client()
+        .track_events(with_api_key(
+            TrackEventsRequest {
+                events: (0..1_001)
+                    .map(|index| event(&format!("x-{index}"), "click", ""))
+                    .collect(),
+                asynchronous: false,
+            },
+            &key,
+        ))
+        .await;
+    let status = assert_code(too_many, Code::InvalidArgument);
+    assert_eq!(violated_fields(&status), ["events"]);
+}
+
+async fn events_are_read_back_newest_first_with_skew_corrected(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let organization = new_organization();
+    let key = app.issuer.api_key(&organization, &[Scope::EventsWrite]);
+    let now = now_micros();
+    let minute = 60_000_000;
+    let mut events = Vec::new();
+    for index in 0..5 {
+        events.push(Event {
+            timestamp: Some(timestamp(now - (10 - index) * minute)),
+            ..event(
+                &format!("e-{index}"),
+                if index % 2 == 0 { "click" } else { "signup" },
+                "u-1",
+            )
+        });
+    }
+    // A client whose clock runs an hour fast.
+    events.push(Event {
+        timestamp: Some(timestamp(now + 60 * minute - 2 * minute)),
+        sent_at: Some(timestamp(now + 60 * minute)),
+        ..event("skewed", "click", "u-2")
+    });
+    track(&app, &key, events).await;
+
+    let reader = app.user(&organization, Role::Analyst);
+    let skewed = app
+        .client()
+        .get_event(authorized(
+            GetEventRequest {
+                event_id: "skewed".into(),
+            },
+            &reader,
+        ))
+        .await
+        .expect("found")
+        .into_inner()
+        .event
+        .expect("event");
+    let corrected = metrix_core::time::micros_of(&skewed.corrected_timestamp.expect("corrected")).expect("valid");
+    assert!(
+        (corrected - (now - 2 * minute)).abs() < 5 * 1_000_000,
+        "corrected to two minutes ago"
+    );
+    assert_eq!(skewed.organization_id, organization);
+
+    let mut ids = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = app
+            .client()
+            .list_events(authorized(
+                ListEventsRequest {
+                    filter: Some(EventFilter {
+                        event_types: vec!["click".into()],
+                        ..Default::default()
+                    }),
+                    page_size: 2,
+                    page_token: page_token.clone(),
+                },
+                &reader,
+            ))
+            .await
+            .expect("page")
+            .into_inner();
+        ids.extend(page.events.into_iter().map(|event| event.event_id));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
+    assert_eq!(ids, ["skewed", "e-4", "e-2", "e-0"]);
+
+    let stranger = app.admin(&new_organization());
+    assert_code(
+        app.client()
+            .get_event(authorized(
+                GetEventRequest {
+                    event_id: "skewed".into(),
+                },
+                &stranger,
+            ))
+            .await,
+        Code::NotFound,
+    );
+    let elsewhere = app
+        .client()
+        .count_events(authorized(CountEventsRequest::default(), &stranger))
+        .await
+        .expect("counted")
+        .into_inner();
+    assert_eq!(elsewhere.total_count, 0);
+}
+
+async fn dashboards_count_from_the_rollups(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let organization = new_organization();
+    let key = app.issuer.api_key(&organization, &[Scope::EventsWrite]);
+    let mut events = Vec::new();
+    for index in 0..12 {
+        let event_type = match index % 4 {
+            0 | 1 => "page_view",
+            2 => "click",
+            _ => "signup",
+        };
+        events.push(event(&format!("d-{index}"), event_type, &format!("u-{}", index % 3)));
+    }
+    events.push(Event {
+        app_id: "ios".into(),
+        ..event("d-ios", "page_view", "u-9")
+    });
+    track(&app, &key, events).await;
+    let reader = app.user(&organization, Role::CompanyUser);
+    let dashboard = |app_id: &str, range_preset: RangePreset| {
+        let mut client = app.client();
+        let request = authorized(
+            GetDashboardRequest {
+                app_id: app_id.to_owned(),
+                range_preset: range_preset as i32,
+                custom_range: None,
+            },
+            &reader,
+        );
+        async move {
+            client
+                .get_dashboard(request)
+                .await
+                .expect("dashboard")
+                .into_inner()
+                .dashboard
+                .expect("dashboard")
+        }
+    };
+    let hour = dashboard("", RangePreset::Hour).await;
+    assert_eq!(hour.total_events, 13);
+    assert_eq!(hour.events_last_minute, 13);
+    assert_eq!(hour.series.len(), 60);
+    assert_eq!(hour.series.iter().map(|bucket| bucket.event_count).sum::<i64>(), 13);
+    let top: Vec<_> = hour
+        .top_event_types
+        .iter()
+        .map(|share| (share.event_type.as_str(), share.count))
+        .collect();
+    assert_eq!(top, [("page_view", 7), ("click", 3), ("signup", 3)]);
+    assert!((hour.top_event_types[0].share - 7.0 / 13.0).abs() < 1e-12);
+    let active = hour.active_users.expect("active users");
+    assert_eq!(
+        (active.daily, active.weekly, active.monthly, active.in_range),
+        (4, 4, 4, 4)
+    );
+
+    let web_week = dashboard("web", RangePreset::Week).await;
+    assert_eq!(web_week.total_events, 12);
+    assert_eq!(web_week.series.len(), 7);
+    assert_eq!(web_week.active_users.expect("active users").in_range, 3);
+
+    let bad = app
+        .client()
+        .get_dashboard(authorized(
+            GetDashboardRequest {
+                app_id: String::new(),
+                range_preset: RangePreset::Custom as i32,
+                custom_range: None,
+            },
+            &reader,
+        ))
+        .await;
+    let status = assert_code(bad, Code::InvalidArgument);
+    assert_eq!(violated_fields(&status), ["custom_range"]);
+}
+
+async fn a_watched_dashboard_updates_when_events_arrive(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let organization = new_organization();
+    let key = app.issuer.api_key(&organization, &[Scope::EventsWrite]);
+    let reader = app.user(&organization, Role::CompanyUser);
+    let mut stream = app
+        .client()
+        .watch_dashboard(authorized(WatchDashboardRequest::default(), &reader))
+        .await
+        .expect("the stream opens")
+        .into_inner();
+    let first = stream
+        .next()
+        .await
+        .expect("a first dashboard")
+        .expect("not an error")
+        .dashboard
+        .expect("dashboard");
+    assert_eq!(first.total_events, 0);
+    // Redis subscriptions settle asynchronously; keep sending until seen.
+    let mut updated = None;
+    for attempt in 0..5 {
+        track(&app, &key, vec![event(&format!("w-{attempt}"), "signup", "u-1")]).await;
+        if let Ok(Some(Ok(message))) = tokio::time::timeout(Duration::from_secs(3), stream.next()).await {
+            let dashboard = message.dashboard.expect("dashboard");
+            if dashboard.total_events > 0 {
+                updated = Some(dashboard);
+                break;
+            }
+        }
+    }
+    let updated = updated.expect("an updated dashboard within seconds of an event");
+    assert!(updated.total_events >= 1);
+    assert_eq!(updated.top_event_types[0].event_type, "signup");
+}
+
+async fn watched_events_arrive_live_and_filtered(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let organization = new_organization();
+    let key = app.issuer.api_key(&organization, &[Scope::EventsWrite]);
+    let reader = app.issuer.api_key(&organization, &[Scope::Read]);
+    let mut stream = app
+        .client()
+        .watch_events(with_api_key(
+            WatchEventsRequest {
+                filter: Some(EventFilter {
+                    event_types: vec!["signup".into()],
+                    ..Default::default()
+                }),
+            },
+            &reader,
+        ))
+        .await
+        .expect("the stream opens")
+        .into_inner();
+    let mut received = None;
+    for attempt in 0..5 {
+        track(
+            &app,
+            &key,
+            vec![
+                event(&format!("c-{attempt}"), "click", "u-1"),
+                event(&format!("s-{attempt}"), "signup", "u-1"),
+            ],
+        )
+        .await;
+        if let Ok(Some(Ok(message))) = tokio::time::timeout(Duration::from_secs(2), stream.next()).await {
+            received = message.event;
+            break;
+        }
+    }
+    let received = received.expect("a live event");
+    assert_eq!(received.event_type, "signup", "the filter applies");
+}
+
+async fn events_export_as_csv_and_ndjson(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let organization = new_organization();
+    let key = app.issuer.api_key(&organization, &[Scope::EventsWrite]);
+    let now = now_micros();
+    track(
+        &app,
+        &key,
+        (0..3)
+            .map(|index| Event {
+                timestamp: Some(timestamp(now - (3 - index) * 1_000_000)),
+                event_name: "Quoted, \"name\"".into(),
+                ..event(&format!("x-{index}"), "click", "u-1")
+            })
+            .collect(),
+    )
+    .await;
+    let reader = app.user(&organization, Role::CompanyUser);
+    let export = |format: ExportFormat| {
+        let mut client = app.client();
+        let request = authorized(
+            ExportEventsRequest {
+                filter: None,
+                format: format as i32,
+            },
+            &reader,
+        );
+        async move {
+            let mut stream = client.export_events(request).await.expect("export").into_inner();
+            let mut data = String::new();
+            let mut count = 0;
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.expect("chunk");
+                data.push_str(&chunk.data);
+                count += chunk.event_count;
+            }
+            (data, count)
+        }
+    };
+    let (csv, count) = export(ExportFormat::Csv).await;
+    assert_eq!(count, 3);
+    let lines: Vec<&str> = csv.lines().collect();
+    assert!(lines[0].starts_with("event_id,app_id,user_id,event_type"));
+    assert!(
+        lines[1].starts_with("x-0,web,u-1,click,\"Quoted, \"\"name\"\"\""),
+        "{}",
+        lines[1]
+    );
+    assert!(lines[3].starts_with("x-2,"), "oldest first");
+    let (ndjson, count) = export(ExportFormat::Ndjson).await;
+    assert_eq!(count, 3);
+    let first: serde_json::Value = serde_json::from_str(ndjson.lines().next().expect("a line")).expect("json");
+    assert_eq!(first["eventId"], "x-0");
+    assert_eq!(first["eventName"], "Quoted, \"name\"");
+}
+
+async fn queued_events_are_stored_once_by_the_writers(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let organization = new_organization();
+    let key = app.issuer.api_key(&organization, &[Scope::EventsWrite]);
+    let batch = || TrackEventsRequest {
+        events: vec![
+            event("q-1", "signup", "u-1"),
+            event("q-2", "click", "u-1"),
+            event("q-3", "Bad Type", "u-1"),
+        ],
+        asynchronous: true,
+    };
+    let queued = app
+        .client()
+        .track_events(with_api_key(batch(), &key))
+        .await
+        .expect("queued")
+        .into_inner();
+    let statuses: Vec<i32> = queued.results.iter().map(|result| result.status).collect();
+    let queued_status = TrackEventStatus::Queued as i32;
+    assert_eq!(
+        statuses,
+        [queued_status, queued_status, TrackEventStatus::Rejected as i32]
+    );
+    // At least once into the stream: the same batch again.
+    app.client()
+        .track_events(with_api_key(batch(), &key))
+        .await
+        .expect("queued again");
+    let single = app
+        .client()
+        .track_event(with_api_key(
+            TrackEventRequest {
+                event: Some(event("q-4", "click", "u-2")),
+                asynchronous: true,
+            },
+            &key,
+        ))
+        .await
+        .expect("queued")
+        .into_inner();
+    assert_eq!(single.status, queued_status);
+
+    let reader = app.user(&organization, Role::CompanyUser);
+    let mut total = 0;
+    for _ in 0..100 {
+        total = app
+            .client()
+            .count_events(authorized(CountEventsRequest::default(), &reader))
+            .await
+            .expect("counted")
+            .into_inner()
+            .total_count;
+        if total >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(total, 3, "stored exactly once by event id");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let settled = app
+        .client()
+        .count_events(authorized(CountEventsRequest::default(), &reader))
+        .await
+        .expect("counted")
+        .into_inner();
+    assert_eq!(settled.total_count, 3);
+}
+
+both_backends!(
+    queued_events_are_stored_once_by_the_writers,
+    batches_report_each_event_and_never_store_one_twice,
+    events_are_read_back_newest_first_with_skew_corrected,
+    dashboards_count_from_the_rollups,
+    a_watched_dashboard_updates_when_events_arrive,
+    watched_events_arrive_live_and_filtered,
+    events_export_as_csv_and_ndjson,
+);

@@ -1,0 +1,199 @@
+//! `spawn_app`: the metrics service on 127.0.0.1:0 with a fresh database,
+//! and a stand-in issuer for the tokens and API keys of callers.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use metrix_core::authn::{Role, Scope};
+use metrix_core::cache::Backends;
+use metrix_core::config::Settings;
+use metrix_core::server::Shutdown;
+use metrix_core::testing::TestIssuer;
+use metrix_metrics::{MetricsServer, MetricsSettings};
+use metrix_proto::metrics::v1::metrics_service_client::MetricsServiceClient;
+use metrix_proto::metrics::v1::{BusinessModel, Company, CreateCompanyRequest};
+use tonic::transport::Channel;
+use tonic::{Code, Request, Status};
+
+/// Which backend a test runs against.
+#[derive(Debug, Clone, Copy)]
+pub enum Backend {
+    /// An SQLite file and in-process pub/sub.
+    Embedded,
+    /// PostgreSQL and Redis.
+    Postgres,
+}
+
+/// A running metrics service, a client for it, and the issuer of callers'
+/// credentials.
+pub struct TestApp {
+    pub client: MetricsServiceClient<Channel>,
+    pub issuer: Arc<TestIssuer>,
+    shutdown: Shutdown,
+    _folder: Option<tempfile::TempDir>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.trigger();
+    }
+}
+
+/// Runs each listed test once per backend.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod embedded {
+            $( #[tokio::test] async fn $name() { super::$name($crate::helpers::Backend::Embedded).await } )*
+        }
+        mod postgres {
+            $( #[tokio::test] async fn $name() { super::$name($crate::helpers::Backend::Postgres).await } )*
+        }
+    };
+}
+
+/// The service with default settings.
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    metrix_core::telemetry::init_test_logging();
+    let (folder, database_url, backends) = match backend {
+        Backend::Embedded => {
+            let (folder, url) = metrix_core::testing::fresh_sqlite_database();
+            (Some(folder), url, Backends::in_process())
+        }
+        Backend::Postgres => (
+            None,
+            metrix_core::testing::fresh_postgres_database().await,
+            metrix_core::testing::fresh_redis_backends().await,
+        ),
+    };
+    let environment: HashMap<String, String> = HashMap::from([
+        ("METRIX_METRICS__LISTEN_ADDR".into(), "127.0.0.1:0".into()),
+        ("METRIX_METRICS__DATABASE_URL".into(), database_url),
+        (
+            "METRIX_METRICS__PEER_KEY_SECRET".into(),
+            "test-peer-key-secret-of-32-characters".into(),
+        ),
+        ("METRIX_SHUTDOWN_GRACE_SECONDS".into(), "1".into()),
+    ]);
+    let settings = MetricsSettings::load(&Settings::new(&environment)).expect("test settings are valid");
+    let issuer = TestIssuer::new();
+    let shutdown = Shutdown::new();
+    let server = MetricsServer::build_with_authenticator(settings, backends, issuer.authenticator(), shutdown.clone())
+        .await
+        .expect("the metrics service starts");
+    let address = server.local_addr();
+    tokio::spawn(server.run_until_stopped());
+    let client = MetricsServiceClient::connect(format!("http://{address}"))
+        .await
+        .expect("the client connects");
+    TestApp {
+        client,
+        issuer,
+        shutdown,
+        _folder: folder,
+    }
+}
+
+/// A fresh organisation id.
+pub fn new_organization() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+/// `message` with a bearer token.
+pub fn authorized<T>(message: T, access_token: &str) -> Request<T> {
+    let mut request = Request::new(message);
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {access_token}")
+            .parse()
+            .expect("tokens are header-safe"),
+    );
+    request
+}
+
+/// `message` with an API key.
+pub fn with_api_key<T>(message: T, key: &str) -> Request<T> {
+    let mut request = Request::new(message);
+    request
+        .metadata_mut()
+        .insert("x-api-key", key.parse().expect("keys are header-safe"));
+    request
+}
+
+/// A valid company to create.
+pub fn company(name: &str) -> Company {
+    Company {
+        name: name.to_owned(),
+        sector_id: "fintech".to_owned(),
+        business_model: BusinessModel::B2bSaas as i32,
+        country_code: "DE".to_owned(),
+        founding_year: 2020,
+        ..Default::default()
+    }
+}
+
+impl TestApp {
+    /// A client to call with.
+    pub fn client(&self) -> MetricsServiceClient<Channel> {
+        self.client.clone()
+    }
+
+    /// An admin's token in `organization_id`.
+    pub fn admin(&self, organization_id: &str) -> String {
+        self.issuer.user_token(organization_id, Role::Admin)
+    }
+
+    /// A token of a user with `role` in `organization_id`.
+    pub fn user(&self, organization_id: &str, role: Role) -> String {
+        self.issuer.user_token(organization_id, role)
+    }
+
+    /// A platform service token holding `scopes`.
+    pub fn platform(&self, scopes: &[Scope]) -> String {
+        self.issuer.service_token("platform", scopes)
+    }
+
+    /// Creates a company named `name` in `organization_id` and returns its id.
+    pub async fn create_company(&self, organization_id: &str, name: &str) -> String {
+        self.client()
+            .create_company(authorized(
+                CreateCompanyRequest {
+                    company: Some(company(name)),
+                },
+                &self.admin(organization_id),
+            ))
+            .await
+            .expect("the company is created")
+            .into_inner()
+            .company
+            .expect("a company")
+            .company_id
+    }
+}
+
+/// Asserts a status code, showing the status on failure.
+#[track_caller]
+pub fn assert_code<T: std::fmt::Debug>(result: Result<T, Status>, code: Code) -> Status {
+    match result {
+        Ok(value) => panic!("expected {code:?}, got success: {value:?}"),
+        Err(status) => {
+            assert_eq!(status.code(), code, "unexpected status: {status:?}");
+            status
+        }
+    }
+}
+
+/// The field names of a status's BadRequest violations.
+pub fn violated_fields(status: &Status) -> Vec<String> {
+    use tonic_types::StatusExt as _;
+    status
+        .get_details_bad_request()
+        .map(|details| {
+            details
+                .field_violations
+                .into_iter()
+                .map(|violation| violation.field)
+                .collect()
+        })
+        .unwrap_or_default()
+}

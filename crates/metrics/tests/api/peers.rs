@@ -1,0 +1,152 @@
+//! ListPeerValues: anonymised values of every organisation, for platform
+//! services only.
+
+use futures::StreamExt as _;
+use metrix_core::authn::{Role, Scope};
+use metrix_proto::metrics::v1::*;
+use tonic::Code;
+
+use crate::both_backends;
+use crate::helpers::*;
+
+async fn collect(app: &TestApp, token: &str, request: ListPeerValuesRequest) -> (Vec<PeerValue>, String) {
+    let mut stream = app
+        .client()
+        .list_peer_values(authorized(request, token))
+        .await
+        .expect("the stream opens")
+        .into_inner();
+    let mut values = Vec::new();
+    let mut next_page_token = String::new();
+    while let Some(message) = stream.next().await {
+        let message = message.expect("a message");
+        assert!(message.peer_values.len() <= 1_000);
+        values.extend(message.peer_values);
+        next_page_token = message.next_page_token;
+    }
+    (values, next_page_token)
+}
+
+async fn peers_are_anonymised_across_organisations(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let mut company_ids = Vec::new();
+    for index in 0..3 {
+        let organization = new_organization();
+        let company_id = app.create_company(&organization, &format!("Company {index}")).await;
+        app.client()
+            .record_kpis(authorized(
+                RecordKpisRequest {
+                    kpi_values: vec![
+                        KpiValue {
+                            company_id: company_id.clone(),
+                            metric_id: "arr".into(),
+                            period: "2026-Q1".into(),
+                            value: 2_000_000.0 * f64::from(index + 1),
+                            ..Default::default()
+                        },
+                        KpiValue {
+                            company_id: company_id.clone(),
+                            metric_id: "ndr".into(),
+                            period: "2026-Q1".into(),
+                            value: 100.0 + f64::from(index),
+                            ..Default::default()
+                        },
+                    ],
+                },
+                &app.admin(&organization),
+            ))
+            .await
+            .expect("recorded");
+        company_ids.push(company_id);
+    }
+    let token = app.platform(&[Scope::PeersRead]);
+    let (values, next_page_token) = collect(
+        &app,
+        &token,
+        ListPeerValuesRequest {
+            metric_ids: vec!["ndr".into()],
+            ..Default::default()
+        },
+    )
+    .await;
+    assert!(next_page_token.is_empty());
+    assert_eq!(values.len(), 3);
+    let mut ndr: Vec<f64> = values.iter().map(|value| value.value).collect();
+    ndr.sort_by(f64::total_cmp);
+    assert_eq!(ndr, [100.0, 101.0, 102.0]);
+    assert!(values.iter().all(|value| value.sector_id == "fintech"));
+    for value in &values {
+        assert!(company_ids.iter().all(|id| !value.peer_key.contains(id.as_str())));
+    }
+    let keys: Vec<&str> = values.iter().map(|value| value.peer_key.as_str()).collect();
+    let mut sorted = keys.clone();
+    sorted.sort_unstable();
+    assert_eq!(keys, sorted, "ordered by peer key");
+
+    let (excluded, _) = collect(
+        &app,
+        &token,
+        ListPeerValuesRequest {
+            metric_ids: vec!["ndr".into()],
+            exclude_company_ids: vec![company_ids[0].clone()],
+            revenue_band_id: "arr_1m_5m".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(excluded.len(), 1, "{excluded:?}");
+    assert_eq!(excluded[0].value, 101.0);
+    assert_eq!(excluded[0].revenue_band_id, "arr_1m_5m");
+
+    let (first_page, token_for_more) = collect(
+        &app,
+        &token,
+        ListPeerValuesRequest {
+            page_size: 4,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(first_page.len(), 4);
+    assert!(!token_for_more.is_empty());
+    let (rest, end) = collect(
+        &app,
+        &token,
+        ListPeerValuesRequest {
+            page_size: 4,
+            page_token: token_for_more,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(rest.len(), 2);
+    assert!(end.is_empty());
+}
+
+async fn only_platform_services_read_peers(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let organization = new_organization();
+    for token in [
+        app.admin(&organization),
+        app.user(&organization, Role::Analyst),
+        app.issuer
+            .service_token(&organization, &[Scope::Read, Scope::MetricsWrite]),
+    ] {
+        let result = app
+            .client()
+            .list_peer_values(authorized(ListPeerValuesRequest::default(), &token))
+            .await;
+        assert_code(result.map(|_| ()), Code::PermissionDenied);
+    }
+    let key = app.issuer.api_key(&organization, &[Scope::Read]);
+    let result = app
+        .client()
+        .list_peer_values(with_api_key(ListPeerValuesRequest::default(), &key))
+        .await;
+    assert_code(result.map(|_| ()), Code::PermissionDenied);
+}
+
+both_backends!(
+    peers_are_anonymised_across_organisations,
+    only_platform_services_read_peers,
+);

@@ -1,0 +1,101 @@
+//! gRPC statuses as REST answers: the HTTP status from the shared table and a
+//! JSON body `{code, status, message, details}` whose details (such as
+//! `google.rpc.BadRequest` field violations) are decoded generically from the
+//! descriptor set.
+
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use metrix_core::error::{ErrorKind, FieldViolation};
+use prost::Message as _;
+use prost_reflect::{DescriptorPool, DynamicMessage};
+use serde_json::{Map, Value as Json};
+use tonic::{Code, Status};
+
+/// `google.rpc.Status`, as carried in `grpc-status-details-bin`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RpcStatus {
+    #[prost(int32, tag = "1")]
+    code: i32,
+    #[prost(string, tag = "2")]
+    message: String,
+    #[prost(message, repeated, tag = "3")]
+    details: Vec<prost_types::Any>,
+}
+
+/// The canonical name of a code, such as `INVALID_ARGUMENT`.
+pub fn code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+/// The JSON body of a status, details decoded with `pool`.
+pub fn status_json(status: &Status, pool: &DescriptorPool) -> Json {
+    let mut details = Vec::new();
+    if let Ok(rpc_status) = RpcStatus::decode(status.details()) {
+        for any in rpc_status.details {
+            let type_name = any.type_url.rsplit('/').next().unwrap_or_default();
+            let decoded = pool
+                .get_message_by_name(type_name)
+                .and_then(|descriptor| DynamicMessage::decode(descriptor, any.value.as_slice()).ok())
+                .map(|message| crate::rest::transcode::message_json(&message));
+            let mut object = match decoded {
+                Some(Json::Object(object)) => object,
+                _ => Map::new(),
+            };
+            object.insert("@type".to_owned(), Json::String(any.type_url.clone()));
+            details.push(Json::Object(object));
+        }
+    }
+    serde_json::json!({
+        "code": status.code() as i32,
+        "status": code_name(status.code()),
+        "message": status.message(),
+        "details": details,
+    })
+}
+
+/// The REST answer of a status. Upstream unavailability becomes 502 (the
+/// gateway is fine, what is behind it is not); the rest follows the table.
+pub fn status_response(status: &Status, pool: &DescriptorPool) -> Response {
+    let http_status = match status.code() {
+        Code::Unavailable => StatusCode::BAD_GATEWAY,
+        code => StatusCode::from_u16(ErrorKind::from_grpc_code(code).http_status())
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+    };
+    let mut response = (http_status, axum::Json(status_json(status, pool))).into_response();
+    if status.code() == Code::ResourceExhausted {
+        let retry_after = retry_after_seconds(status).unwrap_or(1);
+        response
+            .headers_mut()
+            .insert(http::header::RETRY_AFTER, HeaderValue::from(retry_after));
+    }
+    response
+}
+
+fn retry_after_seconds(status: &Status) -> Option<u64> {
+    use tonic_types::StatusExt as _;
+    let delay = status.get_details_retry_info()?.retry_delay?;
+    Some(delay.as_secs() + u64::from(delay.subsec_nanos() > 0))
+}
+
+/// A 400 naming the bad fields, before any upstream is called.
+pub fn invalid_request(violations: Vec<FieldViolation>, pool: &DescriptorPool) -> Response {
+    status_response(&metrix_core::error::invalid_argument(violations), pool)
+}

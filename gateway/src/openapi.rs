@@ -1,0 +1,370 @@
+//! OpenAPI 3.1, generated from the same descriptors as the routes: paths and
+//! operations from the `google.api.http` rules, schemas from the messages
+//! (canonical proto3 JSON names and types), enums by name, and the proto
+//! comments as descriptions.
+
+use std::collections::{BTreeMap, HashMap};
+
+use prost_reflect::{DescriptorPool, EnumDescriptor, FieldDescriptor, Kind, MessageDescriptor, MethodDescriptor};
+use serde_json::{Map, Value as Json, json};
+
+use crate::rest::{BodyRule, Route, RouteTable};
+
+/// Leading comments by file and source path.
+struct Comments(HashMap<(String, Vec<i32>), String>);
+
+impl Comments {
+    fn read(pool: &DescriptorPool) -> Self {
+        let mut comments = HashMap::new();
+        for file in pool.files() {
+            let Some(info) = &file.file_descriptor_proto().source_code_info else {
+                continue;
+            };
+            for location in &info.location {
+                if let Some(text) = &location.leading_comments {
+                    let text = text
+                        .lines()
+                        .map(str::trim)
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                        .trim()
+                        .to_owned();
+                    if !text.is_empty() {
+                        comments.insert((file.name().to_owned(), location.path.clone()), text);
+                    }
+                }
+            }
+        }
+        Self(comments)
+    }
+
+    fn of(&self, file: &str, path: &[i32]) -> Option<&str> {
+        self.0.get(&(file.to_owned(), path.to_vec())).map(String::as_str)
+    }
+}
+
+struct Builder<'a> {
+    comments: &'a Comments,
+    schemas: BTreeMap<String, Json>,
+}
+
+/// The OpenAPI document of every route.
+pub fn document(pool: &DescriptorPool, routes: &RouteTable) -> Json {
+    let comments = Comments::read(pool);
+    let mut builder = Builder {
+        comments: &comments,
+        schemas: BTreeMap::new(),
+    };
+    let mut paths: BTreeMap<String, Map<String, Json>> = BTreeMap::new();
+    let mut operation_ids: HashMap<String, usize> = HashMap::new();
+    for route in routes.routes() {
+        let operation = builder.operation(route, &mut operation_ids);
+        paths
+            .entry(route.template.openapi_path())
+            .or_default()
+            .insert(route.http_method.as_str().to_ascii_lowercase(), operation);
+    }
+    builder.schemas.insert(
+        "Status".to_owned(),
+        json!({
+            "type": "object",
+            "description": "An error: the gRPC code (number and name), a message, and details such as google.rpc.BadRequest field violations.",
+            "properties": {
+                "code": {"type": "integer", "format": "int32"},
+                "status": {"type": "string"},
+                "message": {"type": "string"},
+                "details": {"type": "array", "items": {"type": "object", "properties": {"@type": {"type": "string"}}, "additionalProperties": true}}
+            },
+            "required": ["code", "status", "message", "details"]
+        }),
+    );
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Metrix API",
+            "version": "v1",
+            "description": "Startup KPIs, product events, dashboards and peer benchmarks. Every operation is also a gRPC method (native gRPC and grpc-web on the same address); JSON follows the canonical proto3 mapping: lowerCamelCase names, 64-bit integers as strings, enums by name, timestamps in RFC 3339."
+        },
+        "servers": [{"url": "/"}],
+        "paths": paths,
+        "components": {
+            "schemas": builder.schemas,
+            "securitySchemes": {
+                "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT", "description": "An access token from SignIn, SignUp, RefreshToken or IssueServiceToken."},
+                "apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key", "description": "An API key from CreateApiKey, for ingestion and read access."}
+            }
+        },
+        "security": [{"bearerAuth": []}, {"apiKey": []}, {}]
+    })
+}
+
+impl Builder<'_> {
+    fn describe(&self, file: &str, path: &[i32]) -> Option<String> {
+        self.comments.of(file, path).map(str::to_owned)
+    }
+
+    fn method_description(&self, method: &MethodDescriptor) -> Option<String> {
+        self.describe(method.parent_file().name(), method.path())
+    }
+
+    fn operation(&mut self, route: &Route, operation_ids: &mut HashMap<String, usize>) -> Json {
+        let method = &route.method;
+        let service = method.parent_service();
+        let base_id = format!("{}_{}", service.name(), method.name());
+        let count = operation_ids.entry(base_id.clone()).or_insert(0);
+        *count += 1;
+        let operation_id = if *count == 1 {
+            base_id
+        } else {
+            format!("{base_id}{count}")
+        };
+        let input = method.input();
+        let path_fields: Vec<Vec<String>> = route.template.variables();
+        let mut parameters = Vec::new();
+        for field_path in &path_fields {
+            if let Some(field) = crate::rest::routes::resolve_path(&input, field_path) {
+                parameters.push(json!({
+                    "name": field_path.join("."),
+                    "in": "path",
+                    "required": true,
+                    "description": self.field_description(&field),
+                    "schema": self.field_schema(&field),
+                }));
+            }
+        }
+        let bound_top: Vec<&str> = path_fields
+            .iter()
+            .filter(|path| path.len() == 1)
+            .map(|path| path[0].as_str())
+            .collect();
+        if !matches!(route.body, BodyRule::Whole) {
+            let body_field = match &route.body {
+                BodyRule::Field(field) => Some(field.name().to_owned()),
+                _ => None,
+            };
+            for field in input.fields() {
+                if bound_top.contains(&field.name()) || body_field.as_deref() == Some(field.name()) || field.is_map() {
+                    continue;
+                }
+                self.query_parameters(&field, String::new(), &mut parameters, 0);
+            }
+        }
+        let mut operation = Map::new();
+        operation.insert("operationId".into(), json!(operation_id));
+        operation.insert("summary".into(), json!(method.name()));
+        if let Some(description) = self.method_description(method) {
+            operation.insert("description".into(), json!(description));
+        }
+        operation.insert("tags".into(), json!([service.name()]));
+        if !parameters.is_empty() {
+            operation.insert("parameters".into(), Json::Array(parameters));
+        }
+        let request_schema = match &route.body {
+            BodyRule::None => None,
+            BodyRule::Whole => Some(self.message_ref(&input)),
+            BodyRule::Field(field) => Some(self.field_schema(field)),
+        };
+        if let Some(schema) = request_schema {
+            operation.insert(
+                "requestBody".into(),
+                json!({"required": true, "content": {"application/json": {"schema": schema}}}),
+            );
+        }
+        let response_schema = match &route.response_body {
+            Some(field) => self.field_schema(field),
+            None => self.message_ref(&method.output()),
+        };
+        let success = if method.is_server_streaming() {
+            json!({
+                "description": "A stream of messages: Server-Sent Events (`event: message`, or `event: error` with a Status) when the request accepts text/event-stream, newline-delimited JSON otherwise.",
+                "content": {"text/event-stream": {"schema": response_schema}, "application/x-ndjson": {"schema": response_schema}}
+            })
+        } else {
+            json!({"description": "OK", "content": {"application/json": {"schema": response_schema}}})
+        };
+        operation.insert(
+            "responses".into(),
+            json!({
+                "200": success,
+                "default": {"description": "An error, with the HTTP status of its gRPC code.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Status"}}}}
+            }),
+        );
+        Json::Object(operation)
+    }
+
+    /// Scalar fields become query parameters; singular messages contribute
+    /// their fields with a dotted prefix (two levels deep).
+    fn query_parameters(&mut self, field: &FieldDescriptor, prefix: String, parameters: &mut Vec<Json>, depth: usize) {
+        let name = format!("{prefix}{}", field.json_name());
+        match field.kind() {
+            Kind::Message(message) if !is_well_known(&message) => {
+                if field.is_list() || depth >= 2 {
+                    return;
+                }
+                for inner in message.fields() {
+                    if !inner.is_map() {
+                        self.query_parameters(&inner, format!("{name}."), parameters, depth + 1);
+                    }
+                }
+            }
+            _ => parameters.push(json!({
+                "name": name,
+                "in": "query",
+                "required": false,
+                "description": self.field_description(field),
+                "schema": self.field_schema(field),
+                "explode": true,
+            })),
+        }
+    }
+
+    fn field_description(&self, field: &FieldDescriptor) -> Json {
+        self.describe(field.parent_file().name(), field.path())
+            .map_or(Json::Null, Json::String)
+    }
+
+    fn message_ref(&mut self, message: &MessageDescriptor) -> Json {
+        if let Some(schema) = well_known_schema(message) {
+            return schema;
+        }
+        let name = message.full_name().to_owned();
+        if !self.schemas.contains_key(&name) {
+            // Insert a placeholder first: messages may refer to themselves.
+            self.schemas.insert(name.clone(), Json::Null);
+            let mut properties = Map::new();
+            for field in message.fields() {
+                let mut schema = self.field_schema(&field);
+                if let (Json::Object(object), Some(description)) =
+                    (&mut schema, self.describe(field.parent_file().name(), field.path()))
+                {
+                    object.entry("description").or_insert(Json::String(description));
+                }
+                properties.insert(field.json_name().to_owned(), schema);
+            }
+            let mut schema = json!({"type": "object", "properties": properties, "additionalProperties": false});
+            if let Some(description) = self.describe(message.parent_file().name(), message.path()) {
+                schema["description"] = Json::String(description);
+            }
+            self.schemas.insert(name.clone(), schema);
+        }
+        json!({"$ref": format!("#/components/schemas/{name}")})
+    }
+
+    fn enum_ref(&mut self, descriptor: &EnumDescriptor) -> Json {
+        let name = descriptor.full_name().to_owned();
+        if !self.schemas.contains_key(&name) {
+            let values: Vec<String> = descriptor.values().map(|value| value.name().to_owned()).collect();
+            let mut schema = json!({"type": "string", "enum": values});
+            if let Some(description) = self.describe(descriptor.parent_file().name(), descriptor.path()) {
+                schema["description"] = Json::String(description);
+            }
+            self.schemas.insert(name.clone(), schema);
+        }
+        json!({"$ref": format!("#/components/schemas/{name}")})
+    }
+
+    fn field_schema(&mut self, field: &FieldDescriptor) -> Json {
+        if field.is_map() {
+            let Kind::Message(entry) = field.kind() else {
+                return json!({"type": "object"});
+            };
+            let value = self.single_schema(&entry.map_entry_value_field().kind());
+            return json!({"type": "object", "additionalProperties": value});
+        }
+        let single = self.single_schema(&field.kind());
+        if field.is_list() {
+            json!({"type": "array", "items": single})
+        } else {
+            single
+        }
+    }
+
+    fn single_schema(&mut self, kind: &Kind) -> Json {
+        match kind {
+            Kind::Double | Kind::Float => json!({"type": "number"}),
+            Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => json!({"type": "integer", "format": "int32"}),
+            Kind::Uint32 | Kind::Fixed32 => json!({"type": "integer", "format": "int32", "minimum": 0}),
+            Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => {
+                json!({"type": "string", "format": "int64", "pattern": "^-?[0-9]+$"})
+            }
+            Kind::Uint64 | Kind::Fixed64 => json!({"type": "string", "format": "uint64", "pattern": "^[0-9]+$"}),
+            Kind::Bool => json!({"type": "boolean"}),
+            Kind::String => json!({"type": "string"}),
+            Kind::Bytes => json!({"type": "string", "contentEncoding": "base64"}),
+            Kind::Enum(descriptor) => self.enum_ref(descriptor),
+            Kind::Message(message) => self.message_ref(message),
+        }
+    }
+}
+
+fn is_well_known(message: &MessageDescriptor) -> bool {
+    message.full_name().starts_with("google.protobuf.")
+}
+
+/// The JSON forms of the well-known types.
+fn well_known_schema(message: &MessageDescriptor) -> Option<Json> {
+    Some(match message.full_name() {
+        "google.protobuf.Timestamp" => json!({"type": "string", "format": "date-time"}),
+        "google.protobuf.Duration" => {
+            json!({"type": "string", "pattern": "^-?[0-9]+(\\.[0-9]{1,9})?s$", "description": "Seconds with an `s` suffix, such as `1.5s`."})
+        }
+        "google.protobuf.FieldMask" => {
+            json!({"type": "string", "description": "Comma-separated lowerCamelCase field paths."})
+        }
+        "google.protobuf.Struct" => json!({"type": "object", "additionalProperties": true}),
+        "google.protobuf.Value" => json!({}),
+        "google.protobuf.ListValue" => json!({"type": "array", "items": {}}),
+        "google.protobuf.Empty" => json!({"type": "object", "additionalProperties": false}),
+        "google.protobuf.Any" => {
+            json!({"type": "object", "properties": {"@type": {"type": "string"}}, "additionalProperties": true})
+        }
+        "google.protobuf.DoubleValue" | "google.protobuf.FloatValue" => json!({"type": ["number", "null"]}),
+        "google.protobuf.Int32Value" | "google.protobuf.UInt32Value" => json!({"type": ["integer", "null"]}),
+        "google.protobuf.Int64Value" | "google.protobuf.UInt64Value" => json!({"type": ["string", "null"]}),
+        "google.protobuf.BoolValue" => json!({"type": ["boolean", "null"]}),
+        "google.protobuf.StringValue" => json!({"type": ["string", "null"]}),
+        "google.protobuf.BytesValue" => json!({"type": ["string", "null"], "contentEncoding": "base64"}),
+        _ => return None,
+    })
+}
+
+/// A readable page for the document, self-contained (no external scripts).
+pub const DOCS_PAGE: &str = include_str!("docs.html");
+
+/// The docs page's script.
+pub const DOCS_SCRIPT: &str = include_str!("docs.js");
+
+/// The docs page's style sheet.
+pub const DOCS_STYLE: &str = include_str!("docs.css");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_is_documented_with_its_comments() {
+        let pool = DescriptorPool::decode(metrix_proto::FILE_DESCRIPTOR_SET).expect("descriptors");
+        let routes = RouteTable::from_pool(&pool, "metrix.").expect("routes");
+        let document = document(&pool, &routes);
+        let paths = document["paths"].as_object().expect("paths");
+        let operations: usize = paths.values().map(|path| path.as_object().map_or(0, Map::len)).sum();
+        assert_eq!(operations, routes.routes().len());
+        let sign_up = &document["paths"]["/v1/auth:signUp"]["post"];
+        assert_eq!(sign_up["operationId"], "AuthService_SignUp");
+        assert!(
+            sign_up["description"]
+                .as_str()
+                .expect("description")
+                .contains("Creates an account")
+        );
+        let request = &document["components"]["schemas"]["metrix.auth.v1.SignUpRequest"];
+        assert_eq!(request["properties"]["organizationName"]["type"], "string");
+        assert!(request["properties"]["email"]["description"].as_str().is_some());
+        let user = &document["components"]["schemas"]["metrix.auth.v1.User"];
+        assert_eq!(user["properties"]["createTime"]["format"], "date-time");
+        let role = &document["components"]["schemas"]["metrix.auth.v1.Role"];
+        assert!(role["enum"].as_array().expect("values").contains(&json!("ROLE_ADMIN")));
+        let delete = &document["paths"]["/v1/api-keys/{api_key_id}"]["delete"];
+        assert_eq!(delete["parameters"][0]["in"], "path");
+    }
+}

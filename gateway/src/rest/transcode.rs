@@ -1,0 +1,361 @@
+//! Between JSON and protobuf: a request's path bindings, query and body
+//! become one dynamic message; a response message becomes canonical proto3
+//! JSON (lowerCamelCase names, 64-bit integers as strings, enums by name,
+//! `Timestamp` as RFC 3339).
+//!
+//! Path, query and body are first gathered into one JSON object and then
+//! read field by field, so every bad field is reported by name.
+
+use metrix_core::error::FieldViolation;
+use prost_reflect::{DynamicMessage, FieldDescriptor, Kind, MessageDescriptor, SerializeOptions};
+use serde_json::{Map, Value as Json};
+
+use super::routes::{BodyRule, Route};
+use super::template::{Binding, percent_decode};
+
+/// The request message of `route`, from its path bindings, query string and body.
+pub fn request_message(
+    route: &Route,
+    bindings: &[Binding],
+    query: Option<&str>,
+    body: &[u8],
+) -> Result<DynamicMessage, Vec<FieldViolation>> {
+    let input = route.method.input();
+    let mut violations = Vec::new();
+    let mut root = match &route.body {
+        BodyRule::Whole => match parse_body(body)? {
+            Json::Object(object) => object,
+            Json::Null => Map::new(),
+            _ => return Err(vec![FieldViolation::new("body", "must be a JSON object")]),
+        },
+        BodyRule::Field(field) => {
+            let mut root = Map::new();
+            let value = parse_body(body)?;
+            if !value.is_null() {
+                root.insert(field.json_name().to_owned(), value);
+            }
+            root
+        }
+        BodyRule::None => {
+            if !body.iter().all(u8::is_ascii_whitespace) {
+                return Err(vec![FieldViolation::new("body", "must be empty for this route")]);
+            }
+            Map::new()
+        }
+    };
+    if !matches!(route.body, BodyRule::Whole) {
+        for (key, value) in query.map(parse_query).unwrap_or_default() {
+            if let Err(violation) = insert_query(&input, &mut root, &key, value) {
+                violations.push(violation);
+            }
+        }
+    } else if query.is_some_and(|query| !query.is_empty()) {
+        violations.push(FieldViolation::new(
+            "query",
+            "is not accepted: this route takes every field in the body",
+        ));
+    }
+    for binding in bindings {
+        insert_path(&input, &mut root, &binding.field_path, &binding.value);
+    }
+    let message = read_fields(&input, root, "", &mut violations);
+    if violations.is_empty() {
+        Ok(message)
+    } else {
+        Err(violations)
+    }
+}
+
+fn parse_body(body: &[u8]) -> Result<Json, Vec<FieldViolation>> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Json::Null);
+    }
+    serde_json::from_slice(body)
+        .map_err(|error| vec![FieldViolation::new("body", format!("is not valid JSON: {error}"))])
+}
+
+fn parse_query(query: &str) -> Vec<(String, String)> {
+    query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let decode = |text: &str| percent_decode(&text.replace('+', " ")).unwrap_or_else(|| text.to_owned());
+            (decode(key), decode(value))
+        })
+        .collect()
+}
+
+/// The field named `name` (proto name or JSON name).
+fn field_named(message: &MessageDescriptor, name: &str) -> Option<FieldDescriptor> {
+    message
+        .get_field_by_name(name)
+        .or_else(|| message.get_field_by_json_name(name))
+}
+
+/// A query or path value as the JSON that the field's type accepts.
+fn scalar_json(field: &FieldDescriptor, text: &str) -> Json {
+    match field.kind() {
+        Kind::Bool => match text {
+            "true" | "1" => Json::Bool(true),
+            "false" | "0" => Json::Bool(false),
+            _ => Json::String(text.to_owned()),
+        },
+        // Everything else accepts a JSON string in proto3 JSON: numbers
+        // (64-bit ones as strings anyway), enums by name, bytes in base64,
+        // and the well-known types with a string form (Timestamp, Duration,
+        // FieldMask, wrappers).
+        _ => Json::String(text.to_owned()),
+    }
+}
+
+fn insert_query(
+    input: &MessageDescriptor,
+    root: &mut Map<String, Json>,
+    key: &str,
+    value: String,
+) -> Result<(), FieldViolation> {
+    let parts: Vec<&str> = key.split('.').collect();
+    let unknown = || FieldViolation::new(key, format!("is not a field of {}", input.name()));
+    let mut message = input.clone();
+    let mut object = root;
+    for (index, part) in parts.iter().enumerate() {
+        let field = field_named(&message, part).ok_or_else(unknown)?;
+        let json_name = field.json_name().to_owned();
+        let last = index + 1 == parts.len();
+        if last {
+            let value = scalar_json(&field, &value);
+            if field.is_list() {
+                let entry = object.entry(json_name).or_insert_with(|| Json::Array(Vec::new()));
+                match entry {
+                    Json::Array(items) => items.push(value),
+                    _ => return Err(FieldViolation::new(key, "is given twice in different forms")),
+                }
+            } else if field.is_map() {
+                return Err(FieldViolation::new(
+                    key,
+                    "is a map, which the query cannot carry: send it in the body",
+                ));
+            } else if object.insert(json_name, value).is_some() {
+                return Err(FieldViolation::new(key, "is given more than once but holds one value"));
+            }
+            return Ok(());
+        }
+        match field.kind() {
+            Kind::Message(next) if !field.is_list() && !field.is_map() => {
+                message = next;
+                let entry = object.entry(json_name).or_insert_with(|| Json::Object(Map::new()));
+                object = match entry {
+                    Json::Object(inner) => inner,
+                    _ => return Err(FieldViolation::new(key, "is given twice in different forms")),
+                };
+            }
+            _ => return Err(unknown()),
+        }
+    }
+    Ok(())
+}
+
+fn insert_path(input: &MessageDescriptor, root: &mut Map<String, Json>, path: &[String], value: &str) {
+    let mut message = input.clone();
+    let mut object = root;
+    for (index, part) in path.iter().enumerate() {
+        // Route loading checked that every path variable resolves to a scalar.
+        let Some(field) = field_named(&message, part) else {
+            return;
+        };
+        let json_name = field.json_name().to_owned();
+        if index + 1 == path.len() {
+            // A path value wins over the same field in the body.
+            object.insert(json_name, scalar_json(&field, value));
+            return;
+        }
+        let Kind::Message(next) = field.kind() else { return };
+        message = next;
+        let entry = object.entry(json_name).or_insert_with(|| Json::Object(Map::new()));
+        if !entry.is_object() {
+            *entry = Json::Object(Map::new());
+        }
+        let Json::Object(inner) = entry else { return };
+        object = inner;
+    }
+}
+
+/// Reads `object` into a message of `descriptor` one field at a time, so a
+/// bad field is named; nested messages are read the same way.
+fn read_fields(
+    descriptor: &MessageDescriptor,
+    object: Map<String, Json>,
+    prefix: &str,
+    violations: &mut Vec<FieldViolation>,
+) -> DynamicMessage {
+    let mut message = DynamicMessage::new(descriptor.clone());
+    for (key, value) in object {
+        let path = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        let Some(field) = field_named(descriptor, &key) else {
+            violations.push(FieldViolation::new(
+                path,
+                format!("is not a field of {}", descriptor.name()),
+            ));
+            continue;
+        };
+        if value.is_null() {
+            continue;
+        }
+        let plain_message =
+            matches!(field.kind(), Kind::Message(ref nested) if !is_well_known(nested)) && !field.is_map();
+        if plain_message && let Kind::Message(nested) = field.kind() {
+            match (field.is_list(), value) {
+                (false, Json::Object(inner)) => {
+                    let nested_message = read_fields(&nested, inner, &path, violations);
+                    message.set_field(&field, prost_reflect::Value::Message(nested_message));
+                    continue;
+                }
+                // Each element is read on its own, so every bad one is named
+                // with its index.
+                (true, Json::Array(items)) => {
+                    let mut elements = Vec::with_capacity(items.len());
+                    for (index, item) in items.into_iter().enumerate() {
+                        let item_path = format!("{path}[{index}]");
+                        match item {
+                            Json::Object(inner) => elements.push(prost_reflect::Value::Message(read_fields(
+                                &nested, inner, &item_path, violations,
+                            ))),
+                            _ => violations.push(FieldViolation::new(
+                                item_path,
+                                format!("must be an object ({})", nested.name()),
+                            )),
+                        }
+                    }
+                    message.set_field(&field, prost_reflect::Value::List(elements));
+                    continue;
+                }
+                (_, _) => {
+                    let expected = if field.is_list() { "an array" } else { "an object" };
+                    violations.push(FieldViolation::new(
+                        path,
+                        format!("must be {expected} ({})", nested.name()),
+                    ));
+                    continue;
+                }
+            }
+        }
+        let mut single = Map::new();
+        single.insert(field.json_name().to_owned(), value);
+        match DynamicMessage::deserialize(descriptor.clone(), Json::Object(single)) {
+            Ok(parsed) => message.set_field(&field, parsed.get_field(&field).into_owned()),
+            Err(error) => violations.push(FieldViolation::new(path, describe(&error.to_string()))),
+        }
+    }
+    message
+}
+
+fn is_well_known(descriptor: &MessageDescriptor) -> bool {
+    descriptor.full_name().starts_with("google.protobuf.")
+}
+
+/// serde's messages, trimmed of positions that mean nothing to the caller.
+fn describe(error: &str) -> String {
+    let text = error.split(" at line ").next().unwrap_or(error);
+    text.to_owned()
+}
+
+/// The canonical JSON of a message.
+pub fn message_json(message: &DynamicMessage) -> Json {
+    message
+        .serialize_with_options(serde_json::value::Serializer, &SerializeOptions::new())
+        .unwrap_or(Json::Null)
+}
+
+/// The JSON body of a response: the whole message, or the `response_body`
+/// field (present even when empty).
+pub fn response_json(route: &Route, message: &DynamicMessage) -> Json {
+    match &route.response_body {
+        None => message_json(message),
+        Some(field) => {
+            let whole = message
+                .serialize_with_options(
+                    serde_json::value::Serializer,
+                    &SerializeOptions::new().skip_default_fields(false),
+                )
+                .unwrap_or(Json::Null);
+            whole.get(field.json_name()).cloned().unwrap_or(Json::Null)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http::Method;
+    use prost_reflect::DescriptorPool;
+
+    use super::*;
+    use crate::rest::{RouteMatch, RouteTable};
+
+    fn table() -> RouteTable {
+        let pool = DescriptorPool::decode(metrix_proto::FILE_DESCRIPTOR_SET).expect("descriptors");
+        RouteTable::from_pool(&pool, "metrix.").expect("routes")
+    }
+
+    fn transcode(method: Method, path: &str, query: Option<&str>, body: &str) -> Result<Json, Vec<FieldViolation>> {
+        let table = table();
+        let RouteMatch::Found(route, bindings) = table.find(&method, path) else {
+            panic!("no route for {method} {path}")
+        };
+        request_message(route, &bindings, query, body.as_bytes()).map(|message| message_json(&message))
+    }
+
+    #[test]
+    fn a_whole_body_becomes_the_request() {
+        let json = transcode(
+            Method::POST,
+            "/v1/auth:signUp",
+            None,
+            r#"{"email":"ada@example.com","password":"p","organization_name":"Ada"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"email": "ada@example.com", "password": "p", "organizationName": "Ada"})
+        );
+    }
+
+    #[test]
+    fn path_and_query_fill_the_rest() {
+        let json = transcode(
+            Method::POST,
+            "/v1/users/u-1:updateRole",
+            None,
+            r#"{"role":"ROLE_ANALYST"}"#,
+        )
+        .unwrap();
+        assert_eq!(json, serde_json::json!({"userId": "u-1", "role": "ROLE_ANALYST"}));
+        let json = transcode(
+            Method::GET,
+            "/v1/audit-events",
+            Some("page_size=5&kind=AUDIT_EVENT_KIND_SIGN_UP&pageToken=abc"),
+            "",
+        )
+        .unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"pageSize": 5, "pageToken": "abc", "kind": "AUDIT_EVENT_KIND_SIGN_UP"})
+        );
+    }
+
+    #[test]
+    fn bad_fields_are_named() {
+        let violations = transcode(Method::POST, "/v1/auth:signUp", None, r#"{"emial":"x","password":5}"#).unwrap_err();
+        let fields: Vec<&str> = violations.iter().map(|violation| violation.field.as_str()).collect();
+        assert_eq!(fields, ["emial", "password"]);
+        let violations = transcode(Method::GET, "/v1/audit-events", Some("page_size=many&colour=red"), "").unwrap_err();
+        let fields: Vec<&str> = violations.iter().map(|violation| violation.field.as_str()).collect();
+        assert_eq!(fields, ["colour", "pageSize"]);
+        let violations = transcode(Method::POST, "/v1/auth:signIn", None, "{not json").unwrap_err();
+        assert_eq!(violations[0].field, "body");
+    }
+}

@@ -1,0 +1,151 @@
+//! The harness of the end-to-end tests: the mesh as `metrix dev` runs it
+//! (every service on its own port on 127.0.0.1, real gRPC between them), on
+//! fresh embedded storage.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use base64::Engine as _;
+use metrix_core::cache::Backends;
+use metrix_core::config::Settings;
+use metrix_core::server::Shutdown;
+
+/// A running mesh; stopped when dropped.
+pub struct Mesh {
+    /// The auth service's address.
+    pub auth: SocketAddr,
+    /// The metrics service's address.
+    pub metrics: SocketAddr,
+    /// The gateway's address.
+    pub gateway: SocketAddr,
+    /// The auth service's state, for setting up what only operators can
+    /// (platform service accounts).
+    pub auth_state: std::sync::Arc<metrix_auth::AuthState>,
+    shutdown: Shutdown,
+    _folder: tempfile::TempDir,
+}
+
+impl Drop for Mesh {
+    fn drop(&mut self) {
+        self.shutdown.trigger();
+    }
+}
+
+impl Mesh {
+    /// Starts every service with embedded backends.
+    ///
+    /// # Panics
+    /// When a service cannot start: the test cannot proceed.
+    pub async fn start() -> Mesh {
+        Self::start_with(&[]).await
+    }
+
+    /// Starts every service, with some gateway settings overridden.
+    ///
+    /// # Panics
+    /// When a service cannot start: the test cannot proceed.
+    pub async fn start_with(gateway_overrides: &[(&str, &str)]) -> Mesh {
+        metrix_core::telemetry::init_test_logging();
+        let folder = tempfile::tempdir().expect("a temporary folder");
+        let master_key = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>());
+        let environment = HashMap::from([
+            ("METRIX_AUTH__LISTEN_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
+            (
+                "METRIX_AUTH__DATABASE_URL".to_owned(),
+                format!("sqlite://{}", folder.path().join("auth.db").display()),
+            ),
+            ("METRIX_AUTH__MASTER_KEY".to_owned(), master_key),
+            ("METRIX_SHUTDOWN_GRACE_SECONDS".to_owned(), "1".to_owned()),
+        ]);
+        let settings = metrix_auth::AuthSettings::load(&Settings::new(&environment)).expect("valid settings");
+        let shutdown = Shutdown::new();
+        let auth = metrix_auth::AuthServer::build(settings, Backends::in_process(), shutdown.clone())
+            .await
+            .expect("auth starts");
+        let address = auth.local_addr();
+        let auth_state = auth.state().clone();
+        tokio::spawn(auth.run_until_stopped());
+
+        // The metrics service checks API keys with a platform service account,
+        // as `metrix auth create-service-account --scopes api-keys:verify` makes.
+        auth_state
+            .store
+            .ensure_platform_organization()
+            .await
+            .expect("the platform organisation");
+        let (account, secret) = metrix_auth::service::create_service_account(
+            &auth_state.store,
+            metrix_auth::store::PLATFORM_ORGANIZATION_ID,
+            "metrics",
+            &[metrix_core::authn::Scope::ApiKeysVerify],
+        )
+        .await
+        .expect("a service account");
+        let metrics_environment = HashMap::from([
+            ("METRIX_METRICS__LISTEN_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
+            (
+                "METRIX_METRICS__DATABASE_URL".to_owned(),
+                format!("sqlite://{}", folder.path().join("metrics.db").display()),
+            ),
+            (
+                "METRIX_METRICS__PEER_KEY_SECRET".to_owned(),
+                "an end-to-end peer key secret, long enough".to_owned(),
+            ),
+            ("METRIX_AUTH_URL".to_owned(), format!("http://{address}")),
+            ("METRIX_SERVICE_CLIENT_ID".to_owned(), account.client_id),
+            ("METRIX_SERVICE_CLIENT_SECRET".to_owned(), secret),
+            ("METRIX_SHUTDOWN_GRACE_SECONDS".to_owned(), "1".to_owned()),
+        ]);
+        let metrics_settings =
+            metrix_metrics::MetricsSettings::load(&Settings::new(&metrics_environment)).expect("valid settings");
+        let metrics = metrix_metrics::MetricsServer::build(metrics_settings, Backends::in_process(), shutdown.clone())
+            .await
+            .expect("metrics starts");
+        let metrics_address = metrics.local_addr();
+        tokio::spawn(metrics.run_until_stopped());
+
+        let mut gateway_environment = HashMap::from([
+            ("METRIX_GATEWAY__LISTEN_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
+            ("METRIX_GATEWAY__AUTH_URL".to_owned(), format!("http://{address}")),
+            (
+                "METRIX_GATEWAY__METRICS_URL".to_owned(),
+                format!("http://{metrics_address}"),
+            ),
+            ("METRIX_GATEWAY__BENCHMARK_URL".to_owned(), "off".to_owned()),
+            ("METRIX_SHUTDOWN_GRACE_SECONDS".to_owned(), "1".to_owned()),
+        ]);
+        for (name, value) in gateway_overrides {
+            gateway_environment.insert((*name).to_owned(), (*value).to_owned());
+        }
+        let gateway_settings = metrix_gateway::GatewaySettings::load(&Settings::new(&gateway_environment))
+            .expect("valid gateway settings");
+        let gateway = metrix_gateway::GatewayServer::build(gateway_settings, Backends::in_process(), shutdown.clone())
+            .await
+            .expect("the gateway starts");
+        let gateway_address = gateway.local_addr();
+        tokio::spawn(gateway.run_until_stopped());
+        Mesh {
+            auth: address,
+            metrics: metrics_address,
+            gateway: gateway_address,
+            auth_state,
+            shutdown,
+            _folder: folder,
+        }
+    }
+
+    /// The URL of the gateway.
+    pub fn gateway_url(&self) -> String {
+        format!("http://{}", self.gateway)
+    }
+
+    /// The URL of the metrics service.
+    pub fn metrics_url(&self) -> String {
+        format!("http://{}", self.metrics)
+    }
+
+    /// The URL of the auth service.
+    pub fn auth_url(&self) -> String {
+        format!("http://{}", self.auth)
+    }
+}
