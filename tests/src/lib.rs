@@ -16,6 +16,8 @@ pub struct Mesh {
     pub auth: SocketAddr,
     /// The metrics service's address.
     pub metrics: SocketAddr,
+    /// The benchmark service's address.
+    pub benchmark: SocketAddr,
     /// The gateway's address.
     pub gateway: SocketAddr,
     /// The auth service's state, for setting up what only operators can
@@ -59,15 +61,19 @@ impl Mesh {
         ]);
         let settings = metrix_auth::AuthSettings::load(&Settings::new(&environment)).expect("valid settings");
         let shutdown = Shutdown::new();
-        let auth = metrix_auth::AuthServer::build(settings, Backends::in_process(), shutdown.clone())
+        // One set of backends for the whole mesh, as `metrix dev` shares
+        // them (and as every service shares Redis in production).
+        let backends = Backends::in_process();
+        let auth = metrix_auth::AuthServer::build(settings, backends.clone(), shutdown.clone())
             .await
             .expect("auth starts");
         let address = auth.local_addr();
         let auth_state = auth.state().clone();
         tokio::spawn(auth.run_until_stopped());
 
-        // The metrics service checks API keys with a platform service account,
-        // as `metrix auth create-service-account --scopes api-keys:verify` makes.
+        // The metrics and benchmark services check API keys and read peer
+        // data with a platform service account, as `metrix auth
+        // create-service-account --scopes "api-keys:verify peers:read"` makes.
         auth_state
             .store
             .ensure_platform_organization()
@@ -76,8 +82,11 @@ impl Mesh {
         let (account, secret) = metrix_auth::service::create_service_account(
             &auth_state.store,
             metrix_auth::store::PLATFORM_ORGANIZATION_ID,
-            "metrics",
-            &[metrix_core::authn::Scope::ApiKeysVerify],
+            "mesh services",
+            &[
+                metrix_core::authn::Scope::ApiKeysVerify,
+                metrix_core::authn::Scope::PeersRead,
+            ],
         )
         .await
         .expect("a service account");
@@ -92,17 +101,42 @@ impl Mesh {
                 "an end-to-end peer key secret, long enough".to_owned(),
             ),
             ("METRIX_AUTH_URL".to_owned(), format!("http://{address}")),
-            ("METRIX_SERVICE_CLIENT_ID".to_owned(), account.client_id),
-            ("METRIX_SERVICE_CLIENT_SECRET".to_owned(), secret),
+            ("METRIX_SERVICE_CLIENT_ID".to_owned(), account.client_id.clone()),
+            ("METRIX_SERVICE_CLIENT_SECRET".to_owned(), secret.clone()),
             ("METRIX_SHUTDOWN_GRACE_SECONDS".to_owned(), "1".to_owned()),
         ]);
         let metrics_settings =
             metrix_metrics::MetricsSettings::load(&Settings::new(&metrics_environment)).expect("valid settings");
-        let metrics = metrix_metrics::MetricsServer::build(metrics_settings, Backends::in_process(), shutdown.clone())
+        let metrics = metrix_metrics::MetricsServer::build(metrics_settings, backends.clone(), shutdown.clone())
             .await
             .expect("metrics starts");
         let metrics_address = metrics.local_addr();
         tokio::spawn(metrics.run_until_stopped());
+
+        let benchmark_environment = HashMap::from([
+            ("METRIX_BENCHMARK__LISTEN_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
+            (
+                "METRIX_BENCHMARK__DATABASE_URL".to_owned(),
+                format!("sqlite://{}", folder.path().join("benchmark.db").display()),
+            ),
+            (
+                "METRIX_BENCHMARK__METRICS_URL".to_owned(),
+                format!("http://{metrics_address}"),
+            ),
+            ("METRIX_BENCHMARK__BOOTSTRAP_RESAMPLES".to_owned(), "1000".to_owned()),
+            ("METRIX_AUTH_URL".to_owned(), format!("http://{address}")),
+            ("METRIX_SERVICE_CLIENT_ID".to_owned(), account.client_id),
+            ("METRIX_SERVICE_CLIENT_SECRET".to_owned(), secret),
+            ("METRIX_SHUTDOWN_GRACE_SECONDS".to_owned(), "1".to_owned()),
+        ]);
+        let benchmark_settings =
+            metrix_benchmark::BenchmarkSettings::load(&Settings::new(&benchmark_environment)).expect("valid settings");
+        let benchmark =
+            metrix_benchmark::BenchmarkServer::build(benchmark_settings, backends.clone(), shutdown.clone())
+                .await
+                .expect("benchmark starts");
+        let benchmark_address = benchmark.local_addr();
+        tokio::spawn(benchmark.run_until_stopped());
 
         let mut gateway_environment = HashMap::from([
             ("METRIX_GATEWAY__LISTEN_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
@@ -111,7 +145,10 @@ impl Mesh {
                 "METRIX_GATEWAY__METRICS_URL".to_owned(),
                 format!("http://{metrics_address}"),
             ),
-            ("METRIX_GATEWAY__BENCHMARK_URL".to_owned(), "off".to_owned()),
+            (
+                "METRIX_GATEWAY__BENCHMARK_URL".to_owned(),
+                format!("http://{benchmark_address}"),
+            ),
             ("METRIX_SHUTDOWN_GRACE_SECONDS".to_owned(), "1".to_owned()),
         ]);
         for (name, value) in gateway_overrides {
@@ -119,7 +156,7 @@ impl Mesh {
         }
         let gateway_settings = metrix_gateway::GatewaySettings::load(&Settings::new(&gateway_environment))
             .expect("valid gateway settings");
-        let gateway = metrix_gateway::GatewayServer::build(gateway_settings, Backends::in_process(), shutdown.clone())
+        let gateway = metrix_gateway::GatewayServer::build(gateway_settings, backends, shutdown.clone())
             .await
             .expect("the gateway starts");
         let gateway_address = gateway.local_addr();
@@ -127,6 +164,7 @@ impl Mesh {
         Mesh {
             auth: address,
             metrics: metrics_address,
+            benchmark: benchmark_address,
             gateway: gateway_address,
             auth_state,
             shutdown,
@@ -142,6 +180,11 @@ impl Mesh {
     /// The URL of the metrics service.
     pub fn metrics_url(&self) -> String {
         format!("http://{}", self.metrics)
+    }
+
+    /// The URL of the benchmark service.
+    pub fn benchmark_url(&self) -> String {
+        format!("http://{}", self.benchmark)
     }
 
     /// The URL of the auth service.

@@ -60,6 +60,19 @@ pub fn civil_date(micros: i64) -> (i32, u32, u32) {
     (i32::try_from(year).unwrap_or(i32::MAX), month, day)
 }
 
+/// Unix microseconds of midnight UTC on a calendar date (the inverse of
+/// [`civil_date`]); `month` is 1–12 and `day` 1–31.
+pub fn civil_micros(year: i32, month: u32, day: u32) -> i64 {
+    // Howard Hinnant's days-from-civil algorithm.
+    let year = i64::from(year) - i64::from(month <= 2);
+    let era = year.div_euclid(400);
+    let year_of_era = year.rem_euclid(400);
+    let shifted_month = i64::from((month + 9) % 12);
+    let day_of_year = (153 * shifted_month + 2) / 5 + i64::from(day) - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    (era * 146_097 + day_of_era - 719_468) * 86_400_000_000
+}
+
 /// Unix microseconds as RFC 3339 in UTC, with 0, 3 or 6 fractional digits
 /// as the protobuf JSON mapping writes them (`2026-11-22T10:17:42.500Z`).
 pub fn rfc3339(micros: i64) -> String {
@@ -92,6 +105,14 @@ mod tests {
         #[test]
         fn timestamps_round_trip(micros in -10_000_000_000_000_000i64..10_000_000_000_000_000i64) {
             prop_assert_eq!(micros_of(&timestamp(micros)), Some(micros));
+        }
+    }
+
+    #[test]
+    fn civil_micros_inverts_civil_date() {
+        for micros in [0, 951_782_400_000_000, 1_798_761_600_000_000, -2_208_988_800_000_000] {
+            let (year, month, day) = civil_date(micros);
+            assert_eq!(civil_micros(year, month, day), micros);
         }
     }
 

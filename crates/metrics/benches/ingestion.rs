@@ -53,12 +53,16 @@ fn event(index: usize, prefix: &str) -> Event {
     ];
     Event {
         event_id: format!("{prefix}-{index}"),
-        app_id: if index % 3 == 0 { "ios".into() } else { "web".into() },
+        app_id: if index.is_multiple_of(3) {
+            "ios".into()
+        } else {
+            "web".into()
+        },
         user_id: format!("user-{}", index % 5_000),
         event_type: types[index % types.len()].into(),
         event_name: "Benchmark event".into(),
         properties: metrix_metrics::events::json_to_struct(&serde_json::json!({
-            "plan": if index % 2 == 0 { "pro" } else { "free" },
+            "plan": if index.is_multiple_of(2) { "pro" } else { "free" },
             "seats": (index % 50) as f64,
         })),
         session_id: format!("session-{}", index % 20_000),

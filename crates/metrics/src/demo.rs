@@ -453,6 +453,18 @@ pub async fn seed(state: &MetricsState, seed: u64, count: usize) -> Result<DemoS
             summary.events += events.len();
         }
     }
+    // Every slice of every period may have changed.
+    let changes = metrix_core::notices::KpiChanges {
+        periods: Vec::new(),
+        revenue_bands_changed: true,
+    };
+    if let Err(error) = state
+        .pubsub
+        .publish(metrix_core::notices::KPI_CHANGES_CHANNEL, &changes.encode())
+        .await
+    {
+        tracing::warn!(error = %metrix_core::error::error_chain(&error), "kpi changes not announced");
+    }
     Ok(summary)
 }
 

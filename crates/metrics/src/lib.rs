@@ -17,7 +17,7 @@ pub mod export;
 pub mod formulas;
 pub mod import;
 pub mod ingest;
-pub mod period;
+pub use metrix_core::period;
 pub mod service;
 pub mod settings;
 pub mod store;

@@ -16,6 +16,7 @@ use metrix_core::authn::{Principal, Role, Scope, principal};
 use metrix_core::cache::PubSub;
 use metrix_core::client::client_info;
 use metrix_core::error::FieldViolation;
+use metrix_core::notices::{KPI_CHANGES_CHANNEL, KpiChanges};
 use metrix_core::page_token;
 use metrix_core::reference;
 use metrix_core::time::{current_year, duration_micros, now_micros, timestamp};
@@ -86,6 +87,30 @@ pub struct MetricsState {
 /// The pub/sub channel on which an organisation's stored events are announced.
 pub fn events_channel(organization_id: &str) -> String {
     format!("metrics:events:{organization_id}")
+}
+
+/// Tells every instance which periods' KPI values changed, so that the
+/// benchmark service drops its computed slices of those periods. A lost
+/// notice only delays that until the cached slices expire.
+pub async fn announce_kpi_changes(pubsub: &dyn PubSub, recorded: &[(KpiRow, RecordOutcome)]) {
+    let changed: Vec<&KpiRow> = recorded
+        .iter()
+        .filter(|(_, outcome)| *outcome != RecordOutcome::Unchanged)
+        .map(|(row, _)| row)
+        .collect();
+    if changed.is_empty() {
+        return;
+    }
+    let mut periods: Vec<String> = changed.iter().map(|row| row.period.clone()).collect();
+    periods.sort();
+    periods.dedup();
+    let changes = KpiChanges {
+        periods,
+        revenue_bands_changed: changed.iter().any(|row| row.metric_id == "arr"),
+    };
+    if let Err(error) = pubsub.publish(KPI_CHANGES_CHANNEL, &changes.encode()).await {
+        tracing::warn!(error = %metrix_core::error::error_chain(&error), "kpi changes not announced");
+    }
 }
 
 /// The `MetricsService` implementation.
@@ -565,6 +590,7 @@ impl MetricsApi {
             .store
             .record_kpis(&caller.organization_id, &caller.subject, now_micros(), &values)
             .await?;
+        announce_kpi_changes(self.state.pubsub.as_ref(), &recorded).await;
         let count = |wanted: RecordOutcome| recorded.iter().filter(|(_, outcome)| *outcome == wanted).count() as i64;
         Ok(RecordKpisResponse {
             created_count: count(RecordOutcome::Created),
@@ -774,6 +800,7 @@ impl MetricsApi {
                 .store
                 .record_kpis(&caller.organization_id, &caller.subject, now_micros(), &values)
                 .await?;
+            announce_kpi_changes(self.state.pubsub.as_ref(), &recorded).await;
             for (_, outcome) in recorded {
                 match outcome {
                     RecordOutcome::Created => created += 1,

@@ -78,14 +78,27 @@ pub async fn run(args: DevArgs) -> Result<(), Failure> {
         ));
     }
 
-    // The gateway reaches the services where they actually listen.
-    environment
-        .defaults
-        .insert("METRIX_GATEWAY__AUTH_URL".to_owned(), format!("http://{auth_address}"));
+    // The benchmark service reads peer data where metrics actually listens.
     environment.defaults.insert(
-        "METRIX_GATEWAY__METRICS_URL".to_owned(),
+        "METRIX_BENCHMARK__METRICS_URL".to_owned(),
         format!("http://{metrics_address}"),
     );
+    let benchmark_settings = metrix_benchmark::BenchmarkSettings::load(&Settings::new(&environment))?;
+    let benchmark = metrix_benchmark::BenchmarkServer::build(benchmark_settings, backends.clone(), shutdown.clone())
+        .await
+        .context("starting the benchmark service")?;
+    let benchmark_address = benchmark.local_addr();
+
+    // The gateway reaches the services where they actually listen.
+    for (variable, address) in [
+        ("METRIX_GATEWAY__AUTH_URL", auth_address),
+        ("METRIX_GATEWAY__METRICS_URL", metrics_address),
+        ("METRIX_GATEWAY__BENCHMARK_URL", benchmark_address),
+    ] {
+        environment
+            .defaults
+            .insert(variable.to_owned(), format!("http://{address}"));
+    }
     let gateway_settings = metrix_gateway::GatewaySettings::load(&Settings::new(&environment))?;
     let gateway = metrix_gateway::GatewayServer::build(gateway_settings, backends, shutdown.clone())
         .await
@@ -98,6 +111,7 @@ pub async fn run(args: DevArgs) -> Result<(), Failure> {
     println!("  gateway   http://{gateway_address}   REST, grpc-web, gRPC; /docs, /openapi.json");
     println!("  auth      {auth_address}   grpc, grpc-web, /metrics");
     println!("  metrics   {metrics_address}   grpc, grpc-web, /metrics");
+    println!("  benchmark {benchmark_address}   grpc, grpc-web, /metrics");
     if !args.no_demo {
         println!("  demo      sign in as {DEMO_EMAIL} / {DEMO_PASSWORD}: a company with KPIs and live product events");
     }
@@ -112,13 +126,15 @@ pub async fn run(args: DevArgs) -> Result<(), Failure> {
     );
     println!();
 
-    let (auth_result, metrics_result, gateway_result) = tokio::join!(
+    let (auth_result, metrics_result, benchmark_result, gateway_result) = tokio::join!(
         auth.run_until_stopped(),
         metrics.run_until_stopped(),
+        benchmark.run_until_stopped(),
         gateway.run_until_stopped()
     );
     auth_result.context("serving the auth service")?;
     metrics_result.context("serving the metrics service")?;
+    benchmark_result.context("serving the benchmark service")?;
     gateway_result.context("serving the gateway")?;
     Ok(())
 }
@@ -212,9 +228,8 @@ fn dev_defaults(data_dir: &Path) -> anyhow::Result<HashMap<String, String>> {
         ("METRIX_LOG".to_owned(), "info,sqlx=warn".to_owned()),
         ("METRIX_AUTH__LISTEN_ADDR".to_owned(), "127.0.0.1:50051".to_owned()),
         ("METRIX_METRICS__LISTEN_ADDR".to_owned(), "127.0.0.1:50052".to_owned()),
+        ("METRIX_BENCHMARK__LISTEN_ADDR".to_owned(), "127.0.0.1:50053".to_owned()),
         ("METRIX_GATEWAY__LISTEN_ADDR".to_owned(), "127.0.0.1:8080".to_owned()),
-        // The benchmark service is not part of the mesh yet.
-        ("METRIX_GATEWAY__BENCHMARK_URL".to_owned(), "off".to_owned()),
         ("METRIX_SHUTDOWN_GRACE_SECONDS".to_owned(), "5".to_owned()),
         (
             "METRIX_AUTH__MASTER_KEY".to_owned(),
@@ -231,6 +246,7 @@ fn dev_defaults(data_dir: &Path) -> anyhow::Result<HashMap<String, String>> {
         for (variable, file) in [
             ("METRIX_AUTH__DATABASE_URL", "auth.db"),
             ("METRIX_METRICS__DATABASE_URL", "metrics.db"),
+            ("METRIX_BENCHMARK__DATABASE_URL", "benchmark.db"),
         ] {
             defaults.insert(
                 variable.to_owned(),

@@ -34,6 +34,8 @@ enum Command {
     },
     /// Runs the metrics service: companies, KPIs, events, data points and dashboards.
     Metrics,
+    /// Runs the benchmark service: peer statistics, rankings, time series and reports.
+    Benchmark,
     /// Runs the gateway: REST JSON, grpc-web and gRPC for everything outside the mesh.
     Gateway,
     /// Runs every service's pending migrations and exits.
@@ -135,6 +137,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Dev(args) => dev::run(args).await,
         Command::Auth { command } => auth(command.unwrap_or(AuthCommand::Serve), &ProcessEnvironment).await,
         Command::Metrics => metrics(&ProcessEnvironment).await,
+        Command::Benchmark => benchmark(&ProcessEnvironment).await,
         Command::Gateway => gateway(&ProcessEnvironment).await,
         Command::Migrate => migrate(&ProcessEnvironment).await,
         Command::Import {
@@ -232,6 +235,23 @@ async fn metrics(environment: &dyn EnvironmentSource) -> Result<(), Failure> {
     Ok(())
 }
 
+async fn benchmark(environment: &dyn EnvironmentSource) -> Result<(), Failure> {
+    use anyhow::Context as _;
+    let settings = metrix_benchmark::BenchmarkSettings::load(&Settings::new(environment))?;
+    telemetry::init_logging(settings.common.log_format, &settings.common.log_filter);
+    let backends = Backends::connect(settings.common.redis_url.as_ref(), &settings.common.redis_key_prefix)
+        .await
+        .context("connecting to redis")?;
+    let server = metrix_benchmark::BenchmarkServer::build(settings, backends, Shutdown::on_signals())
+        .await
+        .context("starting the benchmark service")?;
+    server
+        .run_until_stopped()
+        .await
+        .context("serving the benchmark service")?;
+    Ok(())
+}
+
 async fn gateway(environment: &dyn EnvironmentSource) -> Result<(), Failure> {
     use anyhow::Context as _;
     let settings = metrix_gateway::GatewaySettings::load(&Settings::new(environment))?;
@@ -253,7 +273,11 @@ async fn seed_demo(environment: &dyn EnvironmentSource, companies: usize, seed: 
     let database = metrix_metrics::connect_and_migrate(&settings.database_url)
         .await
         .context("connecting to the metrics store")?;
-    let state = metrix_metrics::build_state(&settings, database, &Backends::in_process());
+    // The real backends, so that running services hear of the new values.
+    let backends = Backends::connect(settings.common.redis_url.as_ref(), &settings.common.redis_key_prefix)
+        .await
+        .context("connecting to redis")?;
+    let state = metrix_metrics::build_state(&settings, database, &backends);
     let summary = metrix_metrics::demo::seed(&state, seed, companies)
         .await
         .context("seeding demo data")?;
@@ -279,6 +303,11 @@ async fn migrate(environment: &dyn EnvironmentSource) -> Result<(), Failure> {
     metrix_metrics::connect_and_migrate(&metrics_database_url)
         .await
         .context("migrating the metrics store")?;
+    let benchmark_database_url =
+        metrix_benchmark::settings::database_url(&Settings::new(environment), &settings.common)?;
+    metrix_benchmark::connect_and_migrate(&benchmark_database_url)
+        .await
+        .context("migrating the benchmark store")?;
     tracing::info!("migrations complete");
     Ok(())
 }

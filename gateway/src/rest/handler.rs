@@ -14,7 +14,7 @@ use bytes::Bytes;
 use futures::StreamExt as _;
 use http::uri::PathAndQuery;
 use prost::Message as _;
-use prost_reflect::DynamicMessage;
+use prost_reflect::{DynamicMessage, ReflectMessage as _};
 use tonic::Status;
 use tonic::metadata::{MetadataMap, MetadataValue};
 
@@ -111,13 +111,62 @@ pub async fn handle(edge: Arc<Edge>, request: Request) -> Response {
         }
         Ok(Err(status)) => status_response(&status, &edge.pool),
         Ok(Ok(response)) => match DynamicMessage::decode(route.method.output(), response.into_inner()) {
-            Ok(message) => Json(transcode::response_json(route, &message)).into_response(),
+            Ok(message) => match file_download(&message) {
+                Some(file) => file,
+                None => Json(transcode::response_json(route, &message)).into_response(),
+            },
             Err(error) => {
                 tracing::error!(error = %error, rpc = route.grpc_path(), "upstream answer does not decode");
                 status_response(&Status::internal("internal error"), &edge.pool)
             }
         },
     }
+}
+
+/// An answer shaped as a file — exactly the fields `content_type` and
+/// `filename` (strings) and `content` (bytes), as DownloadReport's — is
+/// served as the file itself: `content` is the body, with its type and an
+/// attachment name, instead of JSON. Any RPC whose answer has this shape is
+/// a download, with no gateway code of its own.
+fn file_download(message: &DynamicMessage) -> Option<Response> {
+    use prost_reflect::{Kind, Value};
+    let descriptor = message.descriptor();
+    if descriptor.fields().len() != 3 {
+        return None;
+    }
+    let text_field = |name: &str| {
+        let field = descriptor.get_field_by_name(name)?;
+        match (field.kind(), message.get_field(&field).as_ref()) {
+            (Kind::String, Value::String(text)) => Some(text.clone()),
+            _ => None,
+        }
+    };
+    let content_type = text_field("content_type")?;
+    let filename = text_field("filename")?;
+    let content_field = descriptor.get_field_by_name("content")?;
+    let Value::Bytes(content) = message.get_field(&content_field).into_owned() else {
+        return None;
+    };
+    let safe_name: String = filename
+        .chars()
+        .map(|character| {
+            if character.is_ascii_alphanumeric() || matches!(character, '.' | '-' | '_') {
+                character
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let mut response = Response::new(Body::from(content));
+    let headers = response.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_str(&content_type).unwrap_or(HeaderValue::from_static("application/octet-stream")),
+    );
+    if let Ok(disposition) = HeaderValue::from_str(&format!("attachment; filename=\"{safe_name}\"")) {
+        headers.insert(http::header::CONTENT_DISPOSITION, disposition);
+    }
+    Some(response)
 }
 
 fn payload_too_large(limit: usize) -> Response {

@@ -126,17 +126,21 @@ fn app_condition(query: &mut DynamicQuery, app_id: &str) {
     }
 }
 
+/// One rollup bucket: (width in seconds, bucket start, app, event type or
+/// user).
+type BucketKey<'events> = (i64, i64, &'events str, &'events str);
+
 /// Rollup rows of the events that were new: counts per (width, bucket, app,
 /// type) and active users per (width, bucket, app, user), keys sorted so
 /// concurrent batches lock rows in the same order.
 struct Rollups<'events> {
-    counts: Vec<((i64, i64, &'events str, &'events str), i64)>,
-    active: Vec<(i64, i64, &'events str, &'events str)>,
+    counts: Vec<(BucketKey<'events>, i64)>,
+    active: Vec<BucketKey<'events>>,
 }
 
 fn rollups<'events>(events: &'events [NewEvent], inserted: &BTreeSet<String>) -> Rollups<'events> {
-    let mut counts: BTreeMap<(i64, i64, &str, &str), i64> = BTreeMap::new();
-    let mut active: BTreeSet<(i64, i64, &str, &str)> = BTreeSet::new();
+    let mut counts: BTreeMap<BucketKey<'_>, i64> = BTreeMap::new();
+    let mut active: BTreeSet<BucketKey<'_>> = BTreeSet::new();
     for event in events.iter().filter(|event| inserted.contains(&event.event_id)) {
         for width in COUNT_WIDTHS {
             let key = (

@@ -243,6 +243,49 @@ impl Period {
         previous.ok()
     }
 
+    /// The period of the same granularity just after this one (`2025-Q4`
+    /// gives `2026-Q1`), or `None` after 2100.
+    pub fn next(&self) -> Option<Period> {
+        let next = match self.span {
+            Span::Year => Period::from_year(self.year.checked_add(1)?),
+            Span::Quarter(4) => Period::from_quarter(self.year.checked_add(1)?, 1),
+            Span::Quarter(quarter) => Period::from_quarter(self.year, quarter + 1),
+            Span::Month(12) => Period::from_month(self.year.checked_add(1)?, 1),
+            Span::Month(month) => Period::from_month(self.year, month + 1),
+        };
+        next.ok()
+    }
+
+    /// The period's bounds in UTC, `[start, end)` in Unix microseconds: the
+    /// first instant of its first month and of the month after its last.
+    pub fn bounds_micros(&self) -> (i64, i64) {
+        let (first_year, first_month) = self.first_month();
+        let (last_year, last_month) = self.last_month();
+        let (end_year, end_month) = if last_month == 12 {
+            (i32::from(last_year) + 1, 1)
+        } else {
+            (i32::from(last_year), u32::from(last_month) + 1)
+        };
+        (
+            crate::time::civil_micros(i32::from(first_year), u32::from(first_month), 1),
+            crate::time::civil_micros(end_year, end_month, 1),
+        )
+    }
+
+    /// The period of `granularity` (month or quarter) that holds the instant
+    /// `micros`; `None` for another granularity or outside 1900 to 2100.
+    pub fn containing(micros: i64, granularity: PeriodGranularity) -> Option<Period> {
+        let (year, month, _) = crate::time::civil_date(micros);
+        let year = u16::try_from(year).ok()?;
+        let month = u8::try_from(month).ok()?;
+        match granularity {
+            PeriodGranularity::Month => Period::from_month(year, month).ok(),
+            PeriodGranularity::Quarter => Period::from_quarter(year, month.div_ceil(3)).ok(),
+            PeriodGranularity::Year => Period::from_year(year).ok(),
+            PeriodGranularity::Unspecified => None,
+        }
+    }
+
     /// The period of the same granularity one year earlier (`2026-Q3` gives
     /// `2025-Q3`), or `None` before 1900.
     pub fn year_ago(&self) -> Option<Period> {
@@ -633,6 +676,24 @@ mod tests {
         periods.sort();
         let texts: Vec<String> = periods.iter().map(Period::to_string).collect();
         assert_eq!(texts, ["2025", "2026-11", "2026-12", "2026-Q4", "2026"]);
+    }
+
+    #[test]
+    fn next_and_bounds_follow_the_calendar() {
+        assert_eq!(period("2025-Q4").next(), Some(period("2026-Q1")));
+        assert_eq!(period("2026-12").next(), Some(period("2027-01")));
+        assert_eq!(period("2100-Q4").next(), None);
+        let (start, end) = period("2026-Q3").bounds_micros();
+        assert_eq!(crate::time::rfc3339(start), "2026-07-01T00:00:00Z");
+        assert_eq!(crate::time::rfc3339(end), "2026-10-01T00:00:00Z");
+        assert_eq!(
+            Period::containing(start, PeriodGranularity::Quarter),
+            Some(period("2026-Q3"))
+        );
+        assert_eq!(
+            Period::containing(end - 1, PeriodGranularity::Month),
+            Some(period("2026-09"))
+        );
     }
 
     #[test]
