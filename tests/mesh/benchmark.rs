@@ -146,18 +146,18 @@ async fn peers_from_metrics_are_benchmarked_ranked_and_reported_through_the_edge
     assert!(html.starts_with("<!doctype html>") && html.contains("<svg"), "{html}");
 
     // A new value announced by metrics refreshes the slice.
-    record(&http, &gateway, &peers_token, &peer_ids[0], 150.0).await;
+    record(&http, &gateway, &peers_token, &peer_ids[0], 125.0).await;
     let mut refreshed = Json::Null;
     for _ in 0..50 {
         let (_, answer) = send(http.get(&url).bearer_auth(&token)).await;
-        if answer["results"][0]["statistics"]["max"] == 150.0 {
+        if answer["results"][0]["statistics"]["max"] == 125.0 {
             refreshed = answer;
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert_eq!(
-        refreshed["results"][0]["statistics"]["max"], 150.0,
+        refreshed["results"][0]["statistics"]["max"], 125.0,
         "the cached slice was refreshed"
     );
 }

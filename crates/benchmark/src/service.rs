@@ -245,6 +245,72 @@ impl BenchmarkApi {
     }
 }
 
+/// Which sector a company is compared within.
+enum SectorChoice {
+    /// Every sector of the band.
+    AllSectors,
+    /// The sector the caller named.
+    Named(String),
+    /// The company's own sector, or every sector of the band when the own
+    /// sector has too few peers to rank anything.
+    OwnOrBand(String),
+}
+
+/// The peers a company is compared with.
+struct Comparison {
+    /// The revenue band.
+    revenue_band_id: String,
+    /// The sector.
+    sector: SectorChoice,
+    /// The period.
+    period: Period,
+}
+
+impl BenchmarkApi {
+    /// Ranks a company's `values` against the peers of `comparison`,
+    /// leaving the company out of its peers; the scope it was ranked in.
+    async fn rank_in_sector(
+        &self,
+        metrics: &[MetricInfo],
+        values: &BTreeMap<String, f64>,
+        comparison: Comparison,
+        source: &Source,
+        company_id: &str,
+    ) -> Result<(PeerScope, Vec<MetricRank>), BenchmarkError> {
+        let Comparison {
+            revenue_band_id,
+            sector,
+            period,
+        } = comparison;
+        let (sector_id, fall_back) = match sector {
+            SectorChoice::AllSectors => (None, false),
+            SectorChoice::Named(sector) => (Some(sector), false),
+            SectorChoice::OwnOrBand(sector) => (Some(sector), true),
+        };
+        let scope = PeerScope {
+            revenue_band_id,
+            sector_id,
+            period,
+        };
+        let rankings = self.rank(metrics, values, &scope, source, Some(company_id)).await?;
+        let nothing_ranked = rankings
+            .iter()
+            .all(|ranking| ranking.status != ranking::RankStatus::Ranked);
+        let something_to_rank = rankings.iter().any(|ranking| ranking.value.is_some());
+        if fall_back && nothing_ranked && something_to_rank {
+            let band_scope = PeerScope {
+                sector_id: None,
+                ..scope
+            };
+            let rankings = self
+                .rank(metrics, values, &band_scope, source, Some(company_id))
+                .await?;
+            return Ok((band_scope, rankings));
+        }
+        Ok((scope, rankings))
+    }
+}
+
 /// The figures of a published row, before anonymity.
 fn published(row: &PublishedRow, imported_at: i64) -> SliceFigures {
     let n = u32::try_from(row.sample_size).unwrap_or_default();
@@ -769,18 +835,18 @@ impl BenchmarkApi {
             }
             None => company.revenue_band_id.clone(),
         };
-        let sector_id = if request.all_sectors {
-            None
-        } else {
-            sector.or_else(|| Some(company.sector_id.clone()))
+        let sector_choice = match (request.all_sectors, sector) {
+            (true, _) => SectorChoice::AllSectors,
+            (false, Some(sector)) => SectorChoice::Named(sector),
+            (false, None) => SectorChoice::OwnOrBand(company.sector_id.clone()),
         };
-        let scope = PeerScope {
+        let comparison = Comparison {
             revenue_band_id,
-            sector_id,
+            sector: sector_choice,
             period,
         };
-        let rankings = self
-            .rank(&metrics, &values, &scope, &source, Some(&company.company_id))
+        let (scope, rankings) = self
+            .rank_in_sector(&metrics, &values, comparison, &source, &company.company_id)
             .await?;
         let overall = ranking::overall(&rankings);
         Ok(RankCompanyResponse {
@@ -989,14 +1055,20 @@ impl BenchmarkApi {
                 .peers
                 .company_values(&credentials, &company.company_id, &period)
                 .await?;
-            let scope = PeerScope {
-                revenue_band_id: company.revenue_band_id.clone(),
-                sector_id: Some(company.sector_id.clone()),
-                period,
-            };
-            let rankings = self
-                .rank(&metrics, &values, &scope, &source, Some(&company.company_id))
+            let (scope, rankings) = self
+                .rank_in_sector(
+                    &metrics,
+                    &values,
+                    Comparison {
+                        revenue_band_id: company.revenue_band_id.clone(),
+                        sector: SectorChoice::OwnOrBand(company.sector_id.clone()),
+                        period,
+                    },
+                    &source,
+                    &company.company_id,
+                )
                 .await?;
+            row.sector_id = scope.sector_id.unwrap_or_default();
             let overall = ranking::overall(&rankings);
             let body = reports::build(metrics.into_iter().zip(rankings).collect(), overall);
             row.content = serde_json::to_string(&body)?;

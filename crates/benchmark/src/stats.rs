@@ -13,7 +13,7 @@
 //! - a slice's fences P25 ∓ 1.5 · IQR are computed over all values, values
 //!   strictly beyond them are excluded, and the mean, sample standard
 //!   deviation (ddof = 1), extremes and percentiles describe the retained
-//!   values ([`describe`], [`describe_sorted`], [`describe_slices`]);
+//!   values ([`describe()`], [`describe_sorted`], [`describe_slices`]);
 //! - the mean's interval is Student's t, the median's a seeded percentile
 //!   bootstrap on ChaCha8 ([`mean_confidence_interval`],
 //!   [`median_bootstrap_interval`]);
@@ -24,8 +24,8 @@
 //!   `scipy.stats.linregress` ([`linear_trend`]).
 //!
 //! Inputs must be finite: callers drop NaN and infinite values before they
-//! reach this module, and the functions document what they return for empty
-//! input instead of panicking. Means and sums of squares use two passes and
+//! reach this module. Should one slip through, the figures are meaningless
+//! but nothing panics; empty input is answered as each function documents. Means and sums of squares use two passes and
 //! compensated summation, so large offsets (1e9 plus small changes) and
 //! cancelling signs keep their accuracy.
 
@@ -39,7 +39,7 @@ mod trend;
 
 pub use describe::{
     Description, OUTLIER_FENCE_IQR_MULTIPLIER, SliceDescriber, SliceStatistics, describe, describe_slices,
-    describe_sorted, phases,
+    describe_sorted,
 };
 pub use interval::{
     BOOTSTRAP_RNG_NAME, ConfidenceBounds, DEFAULT_BOOTSTRAP_RESAMPLES, DEFAULT_CONFIDENCE_LEVEL,

@@ -7,7 +7,7 @@
 //! computed over the retained values.
 //!
 //! Two entry points share that definition and differ only in what they keep:
-//! [`describe`] (and [`SliceDescriber`], which reuses its buffers) selects the
+//! [`describe()`] (and [`SliceDescriber`], which reuses its buffers) selects the
 //! few order statistics it needs without sorting, which is what serving many
 //! slices wants; [`describe_sorted`] sorts once and keeps the sorted retained
 //! values in a [`Description`], which ranking and the median bootstrap need.
@@ -19,7 +19,7 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
-use super::percentile::{OrderStatistics, ascending, percentile_linear};
+use super::percentile::{OrderStatistics, percentile_linear, sort_ascending};
 use super::summation::{sum_min_max, sum_of_squared_deviations};
 
 /// How far beyond the quartiles, in interquartile ranges, the outlier fences
@@ -129,7 +129,7 @@ pub fn describe(values: &[f64]) -> Option<SliceStatistics> {
 /// The statistics of `values` and the sorted retained values, or `None` when
 /// there are none.
 ///
-/// The preconditions are those of [`describe`], whose figures this equals
+/// The preconditions are those of [`describe()`], whose figures this equals
 /// (counts, fences, minimum, maximum and percentiles to the bit; the mean and
 /// standard deviation to within rounding).
 pub fn describe_sorted(values: &[f64]) -> Option<Description> {
@@ -138,7 +138,7 @@ pub fn describe_sorted(values: &[f64]) -> Option<Description> {
         return None;
     }
     let mut sorted = values.to_vec();
-    sorted.sort_unstable_by(ascending);
+    sort_ascending(&mut sorted);
     let (lower_fence, upper_fence) = fences(percentile_linear(&sorted, 25.0), percentile_linear(&sorted, 75.0));
     let mut retained =
         sorted.partition_point(|&value| value < lower_fence)..sorted.partition_point(|&value| value <= upper_fence);
@@ -185,52 +185,34 @@ impl SliceDescriber {
         Self::default()
     }
 
-    /// The statistics of `values`, exactly as [`describe`] computes them.
+    /// The statistics of `values`, exactly as [`describe()`] computes them.
     pub fn describe(&mut self, values: &[f64]) -> Option<SliceStatistics> {
         let total_count = values.len();
         if total_count == 0 {
             return None;
         }
-        let t0 = std::time::Instant::now();
         self.buffer.clear();
         self.buffer.extend_from_slice(values);
-        let t1 = std::time::Instant::now();
 
         let mut order = OrderStatistics::new(&mut self.buffer, &mut self.settled);
         let quartiles_of_all = (order.percentile(25.0), order.percentile(75.0));
         let (lower_fence, upper_fence) = fences(quartiles_of_all.0, quartiles_of_all.1);
         let (buffer, settled) = order.into_parts();
-        let t2 = std::time::Instant::now();
+
         let retained_range = separate_outliers(buffer, settled, lower_fence, upper_fence);
-        let t3 = std::time::Instant::now();
         let retained = &mut buffer[retained_range];
         let mut order = OrderStatistics::with_settled(retained, settled);
         let percentiles = REPORTED_PERCENTS.map(|percent| order.percentile(percent));
         let (retained, _) = order.into_parts();
-        let t4 = std::time::Instant::now();
-        let r = Some(summarize(
+        Some(summarize(
             total_count,
             (lower_fence, upper_fence),
             retained,
             percentiles,
-        ));
-        let t5 = std::time::Instant::now();
-        PHASES.with(|p| {
-            let mut p = p.borrow_mut();
-            p[0] += (t1 - t0).as_secs_f64();
-            p[1] += (t2 - t1).as_secs_f64();
-            p[2] += (t3 - t2).as_secs_f64();
-            p[3] += (t4 - t3).as_secs_f64();
-            p[4] += (t5 - t4).as_secs_f64();
-        });
-        r
+        ))
     }
 }
 
-thread_local! { pub static PHASES: std::cell::RefCell<[f64;5]> = std::cell::RefCell::new([0.0;5]); }
-pub fn phases() -> [f64; 5] {
-    PHASES.with(|p| *p.borrow())
-}
 /// The percentiles a slice reports, in the order of [`summarize`]'s argument.
 const REPORTED_PERCENTS: [f64; 5] = [10.0, 25.0, 50.0, 75.0, 90.0];
 
@@ -472,6 +454,14 @@ mod tests {
             prop_assert_eq!(statistics.std_dev.is_some(), statistics.n >= 2);
             let outliers = values.iter().filter(|&&value| statistics.is_outlier(value)).count();
             prop_assert_eq!(outliers, statistics.outlier_count);
+        }
+
+        #[test]
+        fn non_finite_values_never_panic(values in proptest::collection::vec(any::<f64>(), 0..50)) {
+            let fast = describe(&values);
+            let sorted = describe_sorted(&values);
+            prop_assert_eq!(fast.is_some(), !values.is_empty());
+            prop_assert_eq!(sorted.is_some(), !values.is_empty());
         }
 
         #[test]

@@ -114,6 +114,44 @@ pub(crate) fn ascending(left: &f64, right: &f64) -> Ordering {
     left.total_cmp(right)
 }
 
+/// Below this length a slice is sorted directly; above it, through integer
+/// keys.
+const KEYED_SORT_MIN_LENGTH: usize = 64;
+
+/// Sorts values ascending in the order of [`ascending`].
+///
+/// Longer slices are sorted as integer keys that order exactly as
+/// `f64::total_cmp` does (the IEEE 754 bits with the sign bit flipped for
+/// positive values and all bits flipped for negative ones): integers compare
+/// in one instruction, which makes the sort about twice as fast as comparing
+/// floats through `total_cmp`, for the same result to the bit.
+pub(crate) fn sort_ascending(values: &mut [f64]) {
+    if values.len() < KEYED_SORT_MIN_LENGTH {
+        values.sort_unstable_by(ascending);
+        return;
+    }
+    let mut keys: Vec<u64> = values.iter().map(|&value| order_key(value)).collect();
+    keys.sort_unstable();
+    for (value, key) in values.iter_mut().zip(keys) {
+        *value = from_order_key(key);
+    }
+}
+
+/// The unsigned integer whose order is the `total_cmp` order of `value`.
+#[inline]
+fn order_key(value: f64) -> u64 {
+    const SIGN: u64 = 1 << 63;
+    let bits = value.to_bits();
+    if bits & SIGN == 0 { bits | SIGN } else { !bits }
+}
+
+/// The value whose [`order_key`] is `key`.
+#[inline]
+fn from_order_key(key: u64) -> f64 {
+    const SIGN: u64 = 1 << 63;
+    f64::from_bits(if key & SIGN != 0 { key & !SIGN } else { !key })
+}
+
 /// Lazily selected order statistics of a mutable buffer of values.
 ///
 /// Each requested rank is put in its sorted position with
@@ -246,6 +284,21 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn keyed_sort_orders_exactly_as_total_cmp(
+            values in proptest::collection::vec(
+                prop_oneof![any::<f64>(), Just(0.0), Just(-0.0), -1e3f64..1e3, (-3i32..3).prop_map(f64::from)],
+                0..300,
+            ),
+        ) {
+            let mut expected = values.clone();
+            expected.sort_by(f64::total_cmp);
+            let mut actual = values;
+            sort_ascending(&mut actual);
+            let bits = |values: &[f64]| values.iter().map(|value| value.to_bits()).collect::<Vec<_>>();
+            prop_assert_eq!(bits(&actual), bits(&expected));
+        }
+
         #[test]
         fn percentiles_are_monotone_and_within_the_range(
             mut values in proptest::collection::vec(-1e6f64..1e6, 1..200),

@@ -302,31 +302,47 @@ pub fn interpolated_percentile_rank(published: &PublishedPercentiles, value: f64
     }
     let first = groups.first()?;
     let last = groups.last()?;
-    let rank = if value < first.value {
-        first.lowest_rank
-    } else if value > last.value {
-        last.highest_rank
-    } else {
-        // The first group whose value reaches `value`; it exists because
-        // value ≤ last.value.
-        let reached = groups.partition_point(|group| group.value < value);
-        let upper = groups[reached];
-        if upper.value == value {
-            match direction {
-                Direction::HigherIsBetter => upper.highest_rank,
-                Direction::LowerIsBetter => upper.lowest_rank,
-            }
-        } else {
-            // value > first.value, so the group before `reached` exists.
-            let lower = groups[reached - 1];
-            let fraction = (value - lower.value) / (upper.value - lower.value);
-            (lower.highest_rank + (upper.lowest_rank - lower.highest_rank) * fraction)
-                .clamp(lower.highest_rank, upper.lowest_rank)
-        }
-    };
-    Some(match direction {
+    // Ranks of published points are whole numbers, so mirroring them
+    // (100 − r) is exact; only the interpolation between two points needs
+    // care, below.
+    let mirror = |rank: f64| match direction {
         Direction::HigherIsBetter => rank,
         Direction::LowerIsBetter => 100.0 - rank,
+    };
+    if value < first.value {
+        return Some(mirror(first.lowest_rank));
+    }
+    if value > last.value {
+        return Some(mirror(last.highest_rank));
+    }
+    // The first group whose value reaches `value`; it exists because
+    // value ≤ last.value.
+    let reached = groups.partition_point(|group| group.value < value);
+    let upper = groups[reached];
+    if upper.value == value {
+        return Some(match direction {
+            Direction::HigherIsBetter => upper.highest_rank,
+            Direction::LowerIsBetter => 100.0 - upper.lowest_rank,
+        });
+    }
+    // value > first.value, so the group before `reached` exists.
+    let lower = groups[reached - 1];
+    let (start_rank, end_rank) = (lower.highest_rank, upper.lowest_rank);
+    let width = upper.value - lower.value;
+    // Each direction interpolates from the end where its own result is
+    // smallest, so that a rank near 0 is not the difference of two numbers
+    // near 100: higher is better measures from the lower point, lower is
+    // better (100 − r) from the upper point.
+    Some(match direction {
+        Direction::HigherIsBetter => {
+            let fraction = (value - lower.value) / width;
+            (start_rank + (end_rank - start_rank) * fraction).clamp(start_rank, end_rank)
+        }
+        Direction::LowerIsBetter => {
+            let fraction_from_upper = (upper.value - value) / width;
+            ((100.0 - end_rank) + (end_rank - start_rank) * fraction_from_upper)
+                .clamp(100.0 - end_rank, 100.0 - start_rank)
+        }
     })
 }
 
@@ -547,6 +563,24 @@ mod tests {
         }
 
         #[test]
+        fn non_finite_values_never_panic(
+            values in proptest::collection::vec(any::<f64>(), 1..50),
+            value in any::<f64>(),
+            published in proptest::collection::vec(proptest::option::of(any::<f64>()), 7),
+        ) {
+            let peers = describe_sorted(&values).expect("not empty");
+            for direction in [Direction::HigherIsBetter, Direction::LowerIsBetter] {
+                let _ = rank_against_peers(&peers, value, direction);
+                let published = PublishedPercentiles {
+                    min: published[0], p10: published[1], p25: published[2], p50: published[3],
+                    p75: published[4], p90: published[5], max: published[6],
+                };
+                let _ = interpolated_percentile_rank(&published, value, direction);
+            }
+            let _ = overall_score(&values);
+        }
+
+        #[test]
         fn lower_is_better_mirrors_negated_data(
             values in proptest::collection::vec((-50i32..50).prop_map(|value| f64::from(value) / 4.0), 1..100),
             pick in any::<prop::sample::Index>(),
@@ -589,6 +623,18 @@ mod tests {
                 }
                 (None, None) => prop_assert!(mask.iter().all(|published| !published)),
                 _ => prop_assert!(false, "one rank set and the other not"),
+            }
+            if let (Some(low_rank), Some(high_rank)) = (
+                interpolated_percentile_rank(&published, low, Direction::LowerIsBetter),
+                interpolated_percentile_rank(&published, high, Direction::LowerIsBetter),
+            ) {
+                prop_assert!(low_rank >= high_rank);
+                prop_assert!((0.0..=100.0).contains(&low_rank) && (0.0..=100.0).contains(&high_rank));
+                // Away from published values the two directions mirror each other.
+                if !points.contains(&low) {
+                    let higher = interpolated_percentile_rank(&published, low, Direction::HigherIsBetter).expect("published");
+                    prop_assert!((low_rank - (100.0 - higher)).abs() <= 1e-12);
+                }
             }
         }
     }

@@ -54,7 +54,7 @@ const STIRLING_THRESHOLD: f64 = 10.0;
 /// assert!((student_t_two_sided_p_value(1.0, 1.0) - 0.5).abs() < 1e-15);
 /// ```
 pub fn student_t_two_sided_p_value(t: f64, degrees_of_freedom: f64) -> f64 {
-    if t.is_nan() || !(degrees_of_freedom > 0.0) || degrees_of_freedom.is_infinite() {
+    if t.is_nan() || !is_valid_freedom(degrees_of_freedom) {
         return f64::NAN;
     }
     if t.is_infinite() {
@@ -82,7 +82,7 @@ pub fn student_t_two_sided_p_value(t: f64, degrees_of_freedom: f64) -> f64 {
 /// assert!((student_t_quantile(0.975, 10.0) - 2.228138851986274).abs() < 1e-14);
 /// ```
 pub fn student_t_quantile(probability: f64, degrees_of_freedom: f64) -> f64 {
-    if !(0.0..=1.0).contains(&probability) || !(degrees_of_freedom > 0.0) || degrees_of_freedom.is_infinite() {
+    if !(0.0..=1.0).contains(&probability) || !is_valid_freedom(degrees_of_freedom) {
         return f64::NAN;
     }
     if probability == 0.5 {
@@ -106,6 +106,11 @@ pub fn student_t_quantile(probability: f64, degrees_of_freedom: f64) -> f64 {
     };
     let magnitude = positive_quantile(target, upper_tail, degrees_of_freedom);
     if probability < 0.5 { -magnitude } else { magnitude }
+}
+
+/// Whether the degrees of freedom are usable: positive and finite.
+fn is_valid_freedom(degrees_of_freedom: f64) -> bool {
+    degrees_of_freedom.is_finite() && degrees_of_freedom > 0.0
 }
 
 /// What the quantile search solves for, chosen so that the target is a small
@@ -390,12 +395,12 @@ mod tests {
 
     #[test]
     fn log_gamma_differences_are_exact_to_rounding() {
-        // ln Γ(a + ½) − ln Γ(a) to 20 digits.
+        // ln Γ(a + ½) − ln Γ(a), rounded to double precision.
         let expected = [
-            (0.5, -0.572_364_942_924_700_087_07),
-            (1.0, -0.120_782_237_635_245_222_35),
-            (2.5, 0.408_464_310_087_026_149_78),
-            (10.0, 1.138_797_739_322_294_022),
+            (0.5, -0.572_364_942_924_700_1),
+            (1.0, -0.120_782_237_635_245_22),
+            (2.5, 0.408_464_310_087_026_16),
+            (10.0, 1.138_797_739_322_294_1),
         ];
         for (a, difference) in expected {
             assert!((ln_gamma_ratio_half(a) - difference).abs() < 1e-15, "a = {a}");

@@ -13,7 +13,9 @@
 //! Slices are summed in four independent lanes so that the additions do not
 //! wait on each other; the lanes are merged with the same compensation.
 
-/// The number of independent accumulators used for slices.
+/// The number of independent accumulators used for slices: enough for the
+/// additions of neighbouring values not to wait on each other, few enough for
+/// all lanes (sum, compensation, minimum, maximum) to stay in registers.
 const LANE_COUNT: usize = 4;
 
 /// A running sum with the accumulated rounding error of its additions.
@@ -68,36 +70,55 @@ pub(crate) fn compensated_sum(values: impl IntoIterator<Item = f64>) -> f64 {
     accumulator.total()
 }
 
-/// The compensated sum, the minimum and the maximum of a non-empty slice, in
-/// one pass.
+/// Merges per-lane sums and compensations, then adds the values left over
+/// after the whole chunks.
+fn merge_lanes(sums: [f64; LANE_COUNT], compensations: [f64; LANE_COUNT], remainder: impl Iterator<Item = f64>) -> f64 {
+    let mut merged = CompensatedSum::default();
+    for (sum, compensation) in sums.into_iter().zip(compensations) {
+        merged.merge(CompensatedSum { sum, compensation });
+    }
+    for value in remainder {
+        merged.add(value);
+    }
+    merged.total()
+}
+
+/// The compensated sum, the minimum and the maximum of a slice, in one pass.
 ///
 /// Returns `(sum, min, max)`; for an empty slice the sum is 0 and the minimum
 /// and maximum are +∞ and −∞.
 pub(crate) fn sum_min_max(values: &[f64]) -> (f64, f64, f64) {
-    let mut sums = [CompensatedSum::default(); LANE_COUNT];
+    // The lanes are plain local arrays, which the compiler keeps in
+    // registers.
+    let mut sums = [0.0; LANE_COUNT];
+    let mut compensations = [0.0; LANE_COUNT];
     let mut minimums = [f64::INFINITY; LANE_COUNT];
     let mut maximums = [f64::NEG_INFINITY; LANE_COUNT];
     let mut chunks = values.chunks_exact(LANE_COUNT);
     for chunk in &mut chunks {
         for lane in 0..LANE_COUNT {
             let value = chunk[lane];
-            sums[lane].add(value);
+            let (sum, error) = two_sum(sums[lane], value);
+            sums[lane] = sum;
+            compensations[lane] += error;
+            // Selects rather than `f64::min`, which would also handle NaN,
+            // compile to single minimum and maximum instructions.
             minimums[lane] = if value < minimums[lane] { value } else { minimums[lane] };
             maximums[lane] = if value > maximums[lane] { value } else { maximums[lane] };
         }
     }
-    for (lane, &value) in chunks.remainder().iter().enumerate() {
-        sums[lane].add(value);
-        minimums[lane] = minimums[lane].min(value);
-        maximums[lane] = maximums[lane].max(value);
-    }
-    let mut sum = sums[0];
-    for lane_sum in &sums[1..] {
-        sum.merge(*lane_sum);
-    }
-    let minimum = minimums.iter().copied().fold(f64::INFINITY, f64::min);
-    let maximum = maximums.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    (sum.total(), minimum, maximum)
+    let remainder = chunks.remainder();
+    let minimum = minimums.iter().chain(remainder).copied().fold(f64::INFINITY, f64::min);
+    let maximum = maximums
+        .iter()
+        .chain(remainder)
+        .copied()
+        .fold(f64::NEG_INFINITY, f64::max);
+    (
+        merge_lanes(sums, compensations, remainder.iter().copied()),
+        minimum,
+        maximum,
+    )
 }
 
 /// The compensated sum of the squared deviations `(value − center)²`.
@@ -106,23 +127,22 @@ pub(crate) fn sum_min_max(values: &[f64]) -> (f64, f64, f64) {
 /// formed first, so a large common offset of the values never enters a
 /// square.
 pub(crate) fn sum_of_squared_deviations(values: &[f64], center: f64) -> f64 {
-    let mut sums = [CompensatedSum::default(); LANE_COUNT];
+    let mut sums = [0.0; LANE_COUNT];
+    let mut compensations = [0.0; LANE_COUNT];
     let mut chunks = values.chunks_exact(LANE_COUNT);
     for chunk in &mut chunks {
         for lane in 0..LANE_COUNT {
             let deviation = chunk[lane] - center;
-            sums[lane].add(deviation * deviation);
+            let (sum, error) = two_sum(sums[lane], deviation * deviation);
+            sums[lane] = sum;
+            compensations[lane] += error;
         }
     }
-    for (lane, &value) in chunks.remainder().iter().enumerate() {
+    let squared_remainder = chunks.remainder().iter().map(|value| {
         let deviation = value - center;
-        sums[lane].add(deviation * deviation);
-    }
-    let mut sum = sums[0];
-    for lane_sum in &sums[1..] {
-        sum.merge(*lane_sum);
-    }
-    sum.total()
+        deviation * deviation
+    });
+    merge_lanes(sums, compensations, squared_remainder)
 }
 
 #[cfg(test)]

@@ -283,6 +283,13 @@ mod tests {
         }
 
         #[test]
+        fn non_finite_points_never_panic(points in proptest::collection::vec((any::<f64>(), any::<f64>()), 0..20)) {
+            let fit = linear_trend(&points);
+            prop_assert_eq!(fit.point_count, points.len());
+            let _ = fit.direction();
+        }
+
+        #[test]
         fn fractional_lines_fit_to_rounding(
             slope in -10.0f64..10.0,
             intercept in -100.0f64..100.0,

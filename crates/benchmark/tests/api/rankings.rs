@@ -192,7 +192,40 @@ async fn what_if_rankings_store_nothing(backend: Backend) {
     assert_eq!(fields, ["revenue_band_id", "values[ndr]", "values[nps]"]);
 }
 
+async fn a_sector_without_enough_peers_falls_back_to_the_band(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let organization = new_organization();
+    app.peers
+        .add_peers("fintech", "arr_1m_5m", "burn_multiple", "2026-Q2", &BURN);
+    let company = app.peers.add_company(&organization, "edtech", "arr_1m_5m");
+    app.peers.set_value(&company, "burn_multiple", "2026-Q2", 1.2);
+    let token = app.user(&organization, Role::CompanyUser);
+    let request = |sector_id: &str| RankCompanyRequest {
+        company_id: company.clone(),
+        period: "2026-Q2".into(),
+        sector_id: sector_id.into(),
+        ..Default::default()
+    };
+    let by_default = app
+        .client()
+        .rank_company(authorized(request(""), &token))
+        .await
+        .expect("ranked")
+        .into_inner();
+    assert_eq!(by_default.sector_id, "", "every sector of the band");
+    assert_eq!(by_default.rankings[0].status, RankingStatus::Ranked as i32);
+    let named = app
+        .client()
+        .rank_company(authorized(request("edtech"), &token))
+        .await
+        .expect("ranked")
+        .into_inner();
+    assert_eq!(named.sector_id, "edtech", "a named sector is kept");
+    assert_eq!(named.rankings[0].status, RankingStatus::PeersSuppressed as i32);
+}
+
 both_backends!(
+    a_sector_without_enough_peers_falls_back_to_the_band,
     ranks_are_direction_aware_and_exclude_the_company,
     other_organisations_companies_are_refused,
     a_company_without_a_band_must_name_one,
