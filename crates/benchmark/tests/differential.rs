@@ -52,8 +52,9 @@
 //!
 //! The seed is printed; `METRIX_DIFFERENTIAL_SEED` overrides it and
 //! `METRIX_DIFFERENTIAL_CASES` the number of cases (at least 10,000).
-//! Python is `METRIX_PYTHON` or `python3`; without it, or without numpy and
-//! scipy, the test fails and says how to install them.
+//! Python is `METRIX_PYTHON` or `python3`; numpy and scipy are installed with
+//! pip when missing. Without Python, or when the installation fails, the test
+//! fails and says how to install them; it never skips.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -180,19 +181,32 @@ fn statistics_match_numpy_and_scipy() {
     );
 }
 
-/// Fails with installation instructions unless `python` can import numpy and
-/// scipy.
+/// Makes sure `python` can import numpy and scipy: when it cannot, installs
+/// them with pip once (so a fresh clone passes `cargo test --workspace`), and
+/// fails with installation instructions when that does not help.
 fn require_numpy_and_scipy(python: &str) {
     let advice = "the differential test needs Python 3 with numpy and scipy: install them with \
                   `python3 -m pip install numpy scipy` (or point METRIX_PYTHON at a Python that has them)";
-    let output = Command::new(python)
-        .args(["-c", "import numpy, scipy.stats"])
+    let importable = || {
+        Command::new(python)
+            .args(["-c", "import numpy, scipy.stats"])
+            .output()
+            .unwrap_or_else(|error| panic!("cannot run `{python}` ({error}); {advice}"))
+    };
+    if importable().status.success() {
+        return;
+    }
+    println!("numpy or scipy is missing: installing them with `{python} -m pip install numpy scipy`");
+    let installed = Command::new(python)
+        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "numpy", "scipy"])
         .output()
-        .unwrap_or_else(|error| panic!("cannot run `{python}` ({error}); {advice}"));
+        .unwrap_or_else(|error| panic!("cannot run `{python} -m pip` ({error}); {advice}"));
+    let output = importable();
     assert!(
         output.status.success(),
-        "`{python}` cannot import numpy and scipy ({}); {advice}",
-        String::from_utf8_lossy(&output.stderr).trim()
+        "`{python}` cannot import numpy and scipy ({}), and installing them failed ({}); {advice}",
+        String::from_utf8_lossy(&output.stderr).trim(),
+        String::from_utf8_lossy(&installed.stderr).trim()
     );
 }
 
