@@ -3,6 +3,7 @@
 //! sets up telemetry and hands over to the service libraries.
 
 mod dev;
+mod healthcheck;
 mod import;
 
 use std::process::ExitCode;
@@ -40,6 +41,10 @@ enum Command {
     Gateway,
     /// Runs every service's pending migrations and exits.
     Migrate,
+    /// Asks a running service (or the gateway) over grpc.health.v1 whether it
+    /// is serving: exits 0 when SERVING, 1 otherwise with the reason. For
+    /// container health checks.
+    Healthcheck(healthcheck::HealthcheckArgs),
     /// Imports data files through the API.
     Import {
         #[command(subcommand)]
@@ -140,6 +145,11 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Benchmark => benchmark(&ProcessEnvironment).await,
         Command::Gateway => gateway(&ProcessEnvironment).await,
         Command::Migrate => migrate(&ProcessEnvironment).await,
+        Command::Healthcheck(args) => {
+            let report = healthcheck::run(args).await?;
+            println!("{report}");
+            Ok(())
+        }
         Command::Import {
             command: ImportCommand::Kpis(args),
         } => import::run(args).await,
