@@ -67,17 +67,7 @@ impl AuthSettings {
     /// Reads and validates the auth settings.
     pub fn load(settings: &Settings<'_>) -> Result<Self, ConfigError> {
         let common = CommonSettings::load(settings)?;
-        let database_url = match settings.secret("METRIX_AUTH__DATABASE_URL") {
-            Some(url) => {
-                metrix_core::storage::DatabaseKind::from_url(url.expose_secret())
-                    .map_err(|problem| ConfigError::new("METRIX_AUTH__DATABASE_URL", problem))?;
-                url
-            }
-            None => common
-                .database_url
-                .clone()
-                .ok_or_else(|| ConfigError::new("METRIX_DATABASE_URL", "must be set (or METRIX_AUTH__DATABASE_URL)"))?,
-        };
+        let database_url = common.service_database_url(settings, "METRIX_AUTH__DATABASE_URL")?;
         let master_key = parse_master_key(settings)?;
         let trusted_proxies = settings.networks("METRIX_AUTH__TRUSTED_PROXIES", &["127.0.0.0/8", "::1/128"])?;
         let lockout_threshold: u32 = settings.parse("METRIX_AUTH__LOCKOUT_THRESHOLD", 5)?;

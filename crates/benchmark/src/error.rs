@@ -32,6 +32,9 @@ pub enum BenchmarkError {
     /// A stored document could not be read back.
     #[error("stored report is unreadable")]
     Corrupt(#[from] serde_json::Error),
+    /// A stored report could not be rendered.
+    #[error("report rendering failed: {0}")]
+    Render(String),
     /// A computation on the blocking pool did not finish.
     #[error("computation failed")]
     Computation(#[from] tokio::task::JoinError),
@@ -52,9 +55,10 @@ impl BenchmarkError {
             BenchmarkError::PermissionDenied(_) => ErrorKind::PermissionDenied,
             BenchmarkError::FailedPrecondition(_) => ErrorKind::FailedPrecondition,
             BenchmarkError::Peers(error) => error.kind(),
-            BenchmarkError::Storage(_) | BenchmarkError::Corrupt(_) | BenchmarkError::Computation(_) => {
-                ErrorKind::Internal
-            }
+            BenchmarkError::Storage(_)
+            | BenchmarkError::Corrupt(_)
+            | BenchmarkError::Render(_)
+            | BenchmarkError::Computation(_) => ErrorKind::Internal,
         }
     }
 }
@@ -87,6 +91,7 @@ impl From<BenchmarkError> for Status {
             BenchmarkError::Peers(_)
             | BenchmarkError::Storage(_)
             | BenchmarkError::Corrupt(_)
+            | BenchmarkError::Render(_)
             | BenchmarkError::Computation(_) => internal("benchmark request failed", &error),
             other => status(other.kind(), other.to_string()),
         }

@@ -165,6 +165,25 @@ impl BenchmarkApi {
         }
     }
 
+    /// The source a request field names, or `None` with its violation
+    /// recorded; other failures end the request.
+    async fn source_field(
+        &self,
+        organization_id: &str,
+        field: &str,
+        id: &str,
+        violations: &mut Violations,
+    ) -> Result<Option<Source>, BenchmarkError> {
+        match self.resolve_source(organization_id, field, id).await {
+            Ok(source) => Ok(Some(source)),
+            Err(BenchmarkError::Invalid(problems)) => {
+                violations.0.extend(problems);
+                Ok(None)
+            }
+            Err(other) => Err(other),
+        }
+    }
+
     /// The published figures of `source` for one slice, as published
     /// (before anonymity), or no data.
     async fn published_figures(
@@ -538,13 +557,12 @@ impl BenchmarkApi {
             sources.push(Source::Platform);
         }
         for (index, id) in request.source_ids.iter().enumerate().take(MAX_SOURCES) {
-            match self
-                .resolve_source(&caller.organization_id, &format!("source_ids[{index}]"), id)
-                .await
+            let field = format!("source_ids[{index}]");
+            if let Some(source) = self
+                .source_field(&caller.organization_id, &field, id, &mut violations)
+                .await?
             {
-                Ok(source) => sources.push(source),
-                Err(BenchmarkError::Invalid(problems)) => violations.0.extend(problems),
-                Err(other) => return Err(other),
+                sources.push(source);
             }
         }
         violations.finish()?;
@@ -619,17 +637,14 @@ impl BenchmarkApi {
             )),
         });
         let range = violations.check(time_range(request.time_range.as_ref()));
-        let source = match self
-            .resolve_source(&caller.organization_id, "source_id", &request.source_id)
-            .await
-        {
-            Ok(source) => Some(source),
-            Err(BenchmarkError::Invalid(problems)) => {
-                violations.0.extend(problems);
-                None
-            }
-            Err(other) => return Err(other),
-        };
+        let source = self
+            .source_field(
+                &caller.organization_id,
+                "source_id",
+                &request.source_id,
+                &mut violations,
+            )
+            .await?;
         violations.finish()?;
         let (
             Some(metric),
@@ -794,17 +809,14 @@ impl BenchmarkApi {
                 "must be empty when all_sectors is set",
             ));
         }
-        let source = match self
-            .resolve_source(&caller.organization_id, "source_id", &request.source_id)
-            .await
-        {
-            Ok(source) => Some(source),
-            Err(BenchmarkError::Invalid(problems)) => {
-                violations.0.extend(problems);
-                None
-            }
-            Err(other) => return Err(other),
-        };
+        let source = self
+            .source_field(
+                &caller.organization_id,
+                "source_id",
+                &request.source_id,
+                &mut violations,
+            )
+            .await?;
         violations.finish()?;
         let (Some(period), Some(requested_metrics), Some(band), Some(sector), Some(source)) =
             (period, requested_metrics, band, sector, source)
@@ -897,17 +909,14 @@ impl BenchmarkApi {
         let band = violations.check(band_of("revenue_band_id", &request.revenue_band_id));
         let sector = violations.check(sector_of("sector_id", &request.sector_id));
         let period = violations.check(period_of("period", &request.period));
-        let source = match self
-            .resolve_source(&caller.organization_id, "source_id", &request.source_id)
-            .await
-        {
-            Ok(source) => Some(source),
-            Err(BenchmarkError::Invalid(problems)) => {
-                violations.0.extend(problems);
-                None
-            }
-            Err(other) => return Err(other),
-        };
+        let source = self
+            .source_field(
+                &caller.organization_id,
+                "source_id",
+                &request.source_id,
+                &mut violations,
+            )
+            .await?;
         violations.finish()?;
         let (Some(band), Some(sector), Some(period), Some(source)) = (band, sector, period, source) else {
             return Err(BenchmarkError::invalid("revenue_band_id", "is not valid"));
@@ -994,17 +1003,14 @@ impl BenchmarkApi {
                 format!("must be at most {MAX_REQUEST_ID_LENGTH} characters"),
             ));
         }
-        let source = match self
-            .resolve_source(&caller.organization_id, "source_id", &request.source_id)
-            .await
-        {
-            Ok(source) => Some(source),
-            Err(BenchmarkError::Invalid(problems)) => {
-                violations.0.extend(problems);
-                None
-            }
-            Err(other) => return Err(other),
-        };
+        let source = self
+            .source_field(
+                &caller.organization_id,
+                "source_id",
+                &request.source_id,
+                &mut violations,
+            )
+            .await?;
         violations.finish()?;
         let (Some(template), Some(period), Some(source)) = (template, period, source) else {
             return Err(BenchmarkError::invalid("template_id", "is not valid"));
@@ -1133,7 +1139,7 @@ impl BenchmarkApi {
                 "text/csv; charset=utf-8",
                 "csv",
                 reports::render_csv(&body)
-                    .map_err(|error| BenchmarkError::FailedPrecondition(format!("cannot write csv: {error}")))?
+                    .map_err(|error| BenchmarkError::Render(format!("csv: {error}")))?
                     .into_bytes(),
             ),
             ReportFormat::Json => (
@@ -1197,9 +1203,9 @@ fn report_json(report: &Report) -> Result<Vec<u8>, BenchmarkError> {
                 .get_message_by_name("metrix.benchmark.v1.Report")
         })
         .clone()
-        .ok_or_else(|| BenchmarkError::FailedPrecondition("report descriptor missing".to_owned()))?;
+        .ok_or_else(|| BenchmarkError::Render("the report message is not in the descriptor set".to_owned()))?;
     let message = prost_reflect::DynamicMessage::decode(descriptor, report.encode_to_vec().as_slice())
-        .map_err(|error| BenchmarkError::FailedPrecondition(format!("cannot encode the report: {error}")))?;
+        .map_err(|error| BenchmarkError::Render(format!("json: {error}")))?;
     let mut json = serde_json::to_vec_pretty(&message)?;
     json.push(b'\n');
     Ok(json)

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use metrix_core::config::{CommonSettings, ConfigError, Settings};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 
 /// The default address of the benchmark service.
 pub const DEFAULT_LISTEN_ADDR: &str = "0.0.0.0:50053";
@@ -92,17 +92,7 @@ impl BenchmarkSettings {
 /// The benchmark store's URL (`METRIX_BENCHMARK__DATABASE_URL`, else
 /// `METRIX_DATABASE_URL`); all that `metrix migrate` needs.
 pub fn database_url(settings: &Settings<'_>, common: &CommonSettings) -> Result<SecretString, ConfigError> {
-    match settings.secret("METRIX_BENCHMARK__DATABASE_URL") {
-        Some(url) => {
-            metrix_core::storage::DatabaseKind::from_url(url.expose_secret())
-                .map_err(|problem| ConfigError::new("METRIX_BENCHMARK__DATABASE_URL", problem))?;
-            Ok(url)
-        }
-        None => common
-            .database_url
-            .clone()
-            .ok_or_else(|| ConfigError::new("METRIX_DATABASE_URL", "must be set (or METRIX_BENCHMARK__DATABASE_URL)")),
-    }
+    common.service_database_url(settings, "METRIX_BENCHMARK__DATABASE_URL")
 }
 
 #[cfg(test)]

@@ -198,7 +198,15 @@ fn require_numpy_and_scipy(python: &str) {
     }
     println!("numpy or scipy is missing: installing them with `{python} -m pip install numpy scipy`");
     let installed = Command::new(python)
-        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "numpy", "scipy"])
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "numpy",
+            "scipy",
+        ])
         .output()
         .unwrap_or_else(|error| panic!("cannot run `{python} -m pip` ({error}); {advice}"));
     let output = importable();

@@ -1,14 +1,17 @@
 //! How long local verification of one access token takes, the check every
 //! Metrix service runs on every authenticated request.
 //!
-//! The benchmark signs one realistic user access token with a fixed Ed25519
+//! The benchmark signs realistic user access tokens with a fixed Ed25519
 //! key, builds a [`TokenVerifier`] over an in-memory key set and verifies once
 //! so the key is cached. It then times individual `verify` calls on a
-//! current-thread Tokio runtime and, in the same run, the bare Ed25519
-//! signature check of the same signing input and signature, the floor no
-//! verifier can go below. It prints p50, p90, p99 and mean in microseconds,
-//! the throughput of one core, the ratio of the two medians and whether the
-//! target (p50 ≤ 100 µs) holds.
+//! current-thread Tokio runtime: of tokens it has never seen (a distinct
+//! token per call, the full check: header, key, signature, claims), and of
+//! one token verified before (remembered until it expires, as a session's
+//! later calls are). In the same run it times the bare Ed25519 signature
+//! check of a token's signing input and signature, the floor no full check
+//! can go below. It prints p50, p90, p99 and mean in microseconds, the
+//! throughput of one core, the ratio of the medians and whether the target
+//! (p50 ≤ 100 µs for a token never seen) holds.
 //!
 //! Run it with:
 //!
@@ -145,18 +148,17 @@ fn signing_input_and_signature(token: &str) -> (&[u8], Signature) {
     (signing_input.as_bytes(), signature)
 }
 
-fn measure_verifier(runtime: &tokio::runtime::Runtime, verifier: &TokenVerifier, token: &str) -> Timings {
+/// Times one `verify` call per token of `tokens` (after `WARM_UP_CALLS`
+/// discarded calls on the first tokens).
+fn measure_verifier(runtime: &tokio::runtime::Runtime, verifier: &TokenVerifier, tokens: &[String]) -> Timings {
     runtime.block_on(async {
-        verifier
-            .verify(token)
-            .await
-            .expect("the freshly signed token verifies, which also caches its key");
-        for _ in 0..WARM_UP_CALLS {
+        let (warm_up, measured) = tokens.split_at(WARM_UP_CALLS.min(tokens.len() / 2));
+        for token in warm_up {
             black_box(verifier.verify(black_box(token)).await).expect("the token stays valid for an hour");
         }
-        let mut nanos = Vec::with_capacity(MEASURED_CALLS);
+        let mut nanos = Vec::with_capacity(measured.len());
         let loop_started = Instant::now();
-        for _ in 0..MEASURED_CALLS {
+        for token in measured {
             let call_started = Instant::now();
             let outcome = black_box(verifier.verify(black_box(token)).await);
             let elapsed = call_started.elapsed();
@@ -199,8 +201,12 @@ fn main() {
         }],
     };
     let verifier = TokenVerifier::new(Arc::new(jwks), ISSUER, AUDIENCE);
+    let unseen: Vec<String> = (0..WARM_UP_CALLS + MEASURED_CALLS)
+        .map(|_| signed_access_token(&signing_key))
+        .collect();
     let token = signed_access_token(&signing_key);
     let (signing_input, signature) = signing_input_and_signature(&token);
+    let same_token = vec![token.clone(); WARM_UP_CALLS + MEASURED_CALLS];
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -211,19 +217,22 @@ fn main() {
         "token verification: {} bytes, {WARM_UP_CALLS} warm-up calls, {MEASURED_CALLS} measured calls each",
         token.len()
     );
-    let verifier_timings = measure_verifier(&runtime, &verifier, &token);
+    let unseen_timings = measure_verifier(&runtime, &verifier, &unseen);
+    let remembered_timings = measure_verifier(&runtime, &verifier, &same_token);
     let baseline_timings = measure_bare_signature(&verifying_key, signing_input, &signature);
-    verifier_timings.print("TokenVerifier::verify");
+    unseen_timings.print("verify, unseen token");
+    remembered_timings.print("verify, seen before");
     baseline_timings.print("ed25519 verify (base)");
 
-    let verifier_p50 = verifier_timings.percentile_micros(50.0);
+    let unseen_p50 = unseen_timings.percentile_micros(50.0);
+    let remembered_p50 = remembered_timings.percentile_micros(50.0);
     let baseline_p50 = baseline_timings.percentile_micros(50.0);
-    println!("ratio verify_p50 / baseline_p50: {:.2}", verifier_p50 / baseline_p50);
+    println!("ratio unseen p50 / baseline p50: {:.2}", unseen_p50 / baseline_p50);
+    println!(
+        "ratio seen-before p50 / baseline p50: {:.2}",
+        remembered_p50 / baseline_p50
+    );
     let target_micros = TARGET_P50.as_secs_f64() * 1_000_000.0;
-    let verdict = if verifier_p50 <= target_micros {
-        "met"
-    } else {
-        "NOT met"
-    };
-    println!("target p50 ≤ {target_micros:.0} µs: {verdict}");
+    let verdict = if unseen_p50 <= target_micros { "met" } else { "NOT met" };
+    println!("target p50 ≤ {target_micros:.0} µs for an unseen token: {verdict}");
 }

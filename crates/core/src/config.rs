@@ -239,6 +239,23 @@ pub struct ServiceCredentials {
 pub const DEFAULT_AUTH_URL: &str = "http://127.0.0.1:50051";
 
 impl CommonSettings {
+    /// A service's store: its own `variable` (such as
+    /// `METRIX_METRICS__DATABASE_URL`) when set, else `METRIX_DATABASE_URL`;
+    /// either must name a supported backend.
+    pub fn service_database_url(&self, settings: &Settings<'_>, variable: &str) -> Result<SecretString, ConfigError> {
+        match settings.secret(variable) {
+            Some(url) => {
+                crate::storage::DatabaseKind::from_url(secrecy::ExposeSecret::expose_secret(&url))
+                    .map_err(|problem| ConfigError::new(variable, problem))?;
+                Ok(url)
+            }
+            None => self
+                .database_url
+                .clone()
+                .ok_or_else(|| ConfigError::new("METRIX_DATABASE_URL", format!("must be set (or {variable})"))),
+        }
+    }
+
     /// Reads the common settings.
     pub fn load(settings: &Settings<'_>) -> Result<Self, ConfigError> {
         let database_url = settings.secret("METRIX_DATABASE_URL");

@@ -78,17 +78,7 @@ fn retention_days(settings: &Settings<'_>) -> Result<Duration, ConfigError> {
 /// The metrics store's URL (`METRIX_METRICS__DATABASE_URL`, else
 /// `METRIX_DATABASE_URL`); all that `metrix migrate` needs.
 pub fn database_url(settings: &Settings<'_>, common: &CommonSettings) -> Result<SecretString, ConfigError> {
-    match settings.secret("METRIX_METRICS__DATABASE_URL") {
-        Some(url) => {
-            metrix_core::storage::DatabaseKind::from_url(url.expose_secret())
-                .map_err(|problem| ConfigError::new("METRIX_METRICS__DATABASE_URL", problem))?;
-            Ok(url)
-        }
-        None => common
-            .database_url
-            .clone()
-            .ok_or_else(|| ConfigError::new("METRIX_DATABASE_URL", "must be set (or METRIX_METRICS__DATABASE_URL)")),
-    }
+    common.service_database_url(settings, "METRIX_METRICS__DATABASE_URL")
 }
 
 #[cfg(test)]

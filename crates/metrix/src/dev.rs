@@ -124,6 +124,9 @@ pub async fn run(args: DevArgs) -> Result<(), Failure> {
     println!(
         "    curl -s http://{gateway_address}/v1/auth:signIn -d '{{\"email\":\"ada@example.com\",\"password\":\"correct horse battery\"}}'"
     );
+    println!(
+        "    curl -s 'http://{gateway_address}/v1/benchmarks/ndr?revenueBandId=arr_1m_5m' -H \"authorization: Bearer $ACCESS_TOKEN\""
+    );
     println!();
 
     let (auth_result, metrics_result, benchmark_result, gateway_result) = tokio::join!(

@@ -1,6 +1,12 @@
 //! Local verification of access tokens against the auth service's JSON Web
 //! Key Set, fetched once, cached, and fetched again when a token names a key
 //! it does not know (at most once per [`MIN_REFRESH_INTERVAL`]).
+//!
+//! A token that verified is remembered (by its SHA-256) until it expires, so
+//! the many calls of one session pay for the signature check once; the
+//! remembered answer holds only while the token's key is still in the
+//! current key set, so a key withdrawn from the set stops its tokens at the
+//! next key refresh, exactly as without the memory.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,6 +18,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use metrix_proto::auth::v1::auth_service_client::AuthServiceClient;
 use metrix_proto::auth::v1::{GetJwksRequest, JsonWebKey};
+use sha2::{Digest as _, Sha256};
 use tokio::sync::{Mutex, RwLock};
 use tonic::Status;
 use tonic::transport::Channel;
@@ -29,6 +36,10 @@ pub const MAX_KEY_AGE: Duration = Duration::from_secs(300);
 /// While the key set cannot be fetched, keys fetched within this long are
 /// still trusted, so an auth outage does not stop every other service.
 pub const MAX_STALE_KEY_AGE: Duration = Duration::from_secs(3600);
+
+/// The most verified tokens remembered at once; beyond it, expired ones are
+/// dropped, and if none has expired, all are (they are verified again).
+pub const MAX_REMEMBERED_TOKENS: usize = 10_000;
 
 /// Why a token was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -112,12 +123,19 @@ struct Attempt {
     succeeded: bool,
 }
 
+/// A token that verified: its claims and the key that signed it.
+struct Remembered {
+    claims: AccessClaims,
+    kid: String,
+}
+
 /// Verifies access tokens locally.
 pub struct TokenVerifier {
     source: Arc<dyn JwksSource>,
     validation: Validation,
     keys: RwLock<KeySet>,
     last_attempt: Mutex<Option<Attempt>>,
+    remembered: std::sync::Mutex<HashMap<[u8; 32], Remembered>>,
 }
 
 impl TokenVerifier {
@@ -137,11 +155,56 @@ impl TokenVerifier {
                 fetched_at: None,
             }),
             last_attempt: Mutex::new(None),
+            remembered: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
     /// The claims of `token` if it is valid now.
     pub async fn verify(&self, token: &str) -> Result<AccessClaims, TokenError> {
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        if let Some((claims, kid)) = self.remembered(&digest)
+            && self.cached_key(&kid, MAX_KEY_AGE).await.is_some()
+        {
+            return Ok(claims);
+        }
+        let (claims, kid) = self.verify_signed(token).await?;
+        self.remember(digest, &claims, kid);
+        Ok(claims)
+    }
+
+    /// The remembered claims of a token and its key id, if it has not expired.
+    fn remembered(&self, digest: &[u8; 32]) -> Option<(AccessClaims, String)> {
+        let remembered = self
+            .remembered
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let entry = remembered.get(digest)?;
+        (entry.claims.exp > unix_now()).then(|| (entry.claims.clone(), entry.kid.clone()))
+    }
+
+    fn remember(&self, digest: [u8; 32], claims: &AccessClaims, kid: String) {
+        let mut remembered = self
+            .remembered
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if remembered.len() >= MAX_REMEMBERED_TOKENS {
+            let now = unix_now();
+            remembered.retain(|_, entry| entry.claims.exp > now);
+            if remembered.len() >= MAX_REMEMBERED_TOKENS {
+                remembered.clear();
+            }
+        }
+        remembered.insert(
+            digest,
+            Remembered {
+                claims: claims.clone(),
+                kid,
+            },
+        );
+    }
+
+    /// Checks the signature and claims of `token`; its claims and key id.
+    async fn verify_signed(&self, token: &str) -> Result<(AccessClaims, String), TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
         if header.alg != Algorithm::EdDSA {
             return Err(TokenError::Algorithm);
@@ -162,15 +225,20 @@ impl TokenVerifier {
             }
         };
         let data = jsonwebtoken::decode::<AccessClaims>(token, &key, &self.validation).map_err(classify)?;
-        Ok(data.claims)
+        Ok((data.claims, kid))
     }
 
-    /// Drops the cached keys, so the next verification fetches them.
+    /// Drops the cached keys and remembered tokens, so the next verification
+    /// fetches the keys and checks the signature again.
     pub async fn forget_keys(&self) {
         let mut keys = self.keys.write().await;
         keys.keys.clear();
         keys.fetched_at = None;
         *self.last_attempt.lock().await = None;
+        self.remembered
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
     }
 
     /// The key `kid` if it was fetched within `max_age`.
@@ -232,6 +300,13 @@ impl TokenVerifier {
         });
         Ok(())
     }
+}
+
+/// Now, in Unix seconds.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs())
 }
 
 /// The verification key of an Ed25519 JWK, checked before use.
@@ -356,6 +431,37 @@ mod tests {
             );
         }
         assert_eq!(source.fetches.load(Ordering::SeqCst), 2, "refreshes are rate limited");
+    }
+
+    #[tokio::test]
+    async fn a_remembered_token_stops_verifying_when_its_key_is_withdrawn() {
+        let first = SigningKey::from_bytes(&[5; 32]);
+        let second = SigningKey::from_bytes(&[6; 32]);
+        let source = Arc::new(CountingSource {
+            keys: std::sync::Mutex::new(vec![jwk("k1", &first)]),
+            fetches: AtomicUsize::new(0),
+        });
+        let verifier = TokenVerifier::new(source.clone(), "metrix", "metrix");
+        let remembered = token("k1", &first);
+        assert!(verifier.verify(&remembered).await.is_ok());
+        assert!(verifier.verify(&remembered).await.is_ok(), "served from memory");
+        let mut tampered = remembered.clone();
+        tampered.pop();
+        assert!(
+            verifier.verify(&tampered).await.is_err(),
+            "another text is checked anew"
+        );
+
+        // The key leaves the published set; the next refresh learns it.
+        *source.keys.lock().expect("lock") = vec![jwk("k2", &second)];
+        {
+            let mut keys = verifier.keys.write().await;
+            keys.fetched_at = Some(Instant::now() - MAX_KEY_AGE - Duration::from_secs(1));
+        }
+        assert_eq!(
+            verifier.verify(&remembered).await.expect_err("withdrawn"),
+            TokenError::UnknownKey
+        );
     }
 
     /// A source that fails on demand.
