@@ -8,10 +8,17 @@
 //! announces changed KPIs ([`metrix_core::notices::KpiChanges`]), the
 //! counters move, so every stale key is simply never read again and expires
 //! with its TTL.
+//!
+//! In front of the shared cache each instance keeps a small local memory:
+//! computed figures by their versioned key (until the cache TTL), and the
+//! version counters themselves for at most [`VERSION_REFRESH`]. A notice
+//! this instance hears drops its local counters at once; a notice it missed
+//! is seen within [`VERSION_REFRESH`]. A cached slice thus costs no round
+//! trip to Redis at all.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use metrix_core::cache::{Cache, PubSub};
 use metrix_core::error::error_chain;
@@ -28,6 +35,21 @@ use crate::store::BenchmarkStore;
 
 /// How long a version counter lives; far longer than any cached entry.
 const VERSION_TTL: Duration = Duration::from_secs(30 * 86_400);
+
+/// How long an instance trusts the version counters it read.
+pub const VERSION_REFRESH: Duration = Duration::from_secs(1);
+
+/// Entries of the local memory beyond which it starts afresh.
+const LOCAL_ENTRIES: usize = 10_000;
+
+/// What an instance remembers in front of the shared cache.
+#[derive(Default)]
+pub struct LocalMemory {
+    /// Version counters by key, with when they were read.
+    versions: HashMap<String, (Instant, i64)>,
+    /// Computed figures by versioned key, with when they were stored.
+    figures: HashMap<String, (Instant, Arc<SliceFigures>)>,
+}
 
 /// The peers of a slice, apart from its metric.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,6 +105,8 @@ pub struct Engine {
     pub default_bootstrap: Bootstrap,
     /// How long cached entries live.
     pub cache_ttl: Duration,
+    /// This instance's memory in front of the shared cache.
+    pub local: Mutex<LocalMemory>,
 }
 
 /// The key of the version counter of every slice.
@@ -96,22 +120,39 @@ impl Engine {
     /// The version tag of `period`'s slices, `None` when the cache cannot
     /// be read (then nothing is cached or served from the cache).
     async fn version_tag(&self, period: &Period) -> Option<String> {
-        let read = |key: String| async move {
-            match self.cache.get(&key).await {
-                Ok(Some(bytes)) => std::str::from_utf8(&bytes)
-                    .ok()
-                    .and_then(|text| text.parse::<i64>().ok())
-                    .ok_or(()),
-                Ok(None) => Ok(0),
-                Err(error) => {
-                    tracing::warn!(error = %error_chain(&error), "benchmark cache unreadable");
-                    Err(())
-                }
+        let global = self.version(GLOBAL_VERSION_KEY).await?;
+        let of_period = self.version(&period_version_key(&period.to_string())).await?;
+        Some(format!("{global}.{of_period}"))
+    }
+
+    /// One version counter: from the local memory when read within
+    /// [`VERSION_REFRESH`], else from the shared cache.
+    async fn version(&self, key: &str) -> Option<i64> {
+        if let Some((read_at, version)) = self.local().versions.get(key)
+            && read_at.elapsed() < VERSION_REFRESH
+        {
+            return Some(*version);
+        }
+        let version = match self.cache.get(key).await {
+            Ok(Some(bytes)) => std::str::from_utf8(&bytes)
+                .ok()
+                .and_then(|text| text.parse::<i64>().ok())?,
+            Ok(None) => 0,
+            Err(error) => {
+                tracing::warn!(error = %error_chain(&error), "benchmark cache unreadable");
+                return None;
             }
         };
-        let global = read(GLOBAL_VERSION_KEY.to_owned()).await.ok()?;
-        let of_period = read(period_version_key(&period.to_string())).await.ok()?;
-        Some(format!("{global}.{of_period}"))
+        let mut local = self.local();
+        if local.versions.len() >= LOCAL_ENTRIES {
+            local.versions.clear();
+        }
+        local.versions.insert(key.to_owned(), (Instant::now(), version));
+        Some(version)
+    }
+
+    fn local(&self) -> MutexGuard<'_, LocalMemory> {
+        self.local.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     async fn cache_get<T: serde::de::DeserializeOwned>(&self, key: &str) -> Option<T> {
@@ -193,16 +234,30 @@ impl Engine {
                 bootstrap.resamples
             )
         });
-        if let Some(key) = &key
-            && let Some(figures) = self.cache_get::<SliceFigures>(key).await
-        {
-            return Ok(ComputedSlice { figures, cached: true });
+        if let Some(key) = &key {
+            let remembered = self
+                .local()
+                .figures
+                .get(key)
+                .filter(|(stored_at, _)| stored_at.elapsed() < self.cache_ttl)
+                .map(|(_, figures)| figures.clone());
+            if let Some(figures) = remembered {
+                return Ok(ComputedSlice {
+                    figures: figures.as_ref().clone(),
+                    cached: true,
+                });
+            }
+            if let Some(figures) = self.cache_get::<SliceFigures>(key).await {
+                self.remember_figures(key, &figures);
+                return Ok(ComputedSlice { figures, cached: true });
+            }
         }
         let values = self.peer_values(scope, None).await?;
         let slice_values = values.get(metric_id).cloned().unwrap_or_default();
         let figures = tokio::task::spawn_blocking(move || compute_figures(&slice_values, bootstrap)).await?;
         if let Some(key) = &key {
             self.cache_set(key, &figures).await;
+            self.remember_figures(key, &figures);
         }
         Ok(ComputedSlice { figures, cached: false })
     }
@@ -242,6 +297,16 @@ impl Engine {
         Ok(described)
     }
 
+    fn remember_figures(&self, key: &str, figures: &SliceFigures) {
+        let mut local = self.local();
+        if local.figures.len() >= LOCAL_ENTRIES {
+            local.figures.clear();
+        }
+        local
+            .figures
+            .insert(key.to_owned(), (Instant::now(), Arc::new(figures.clone())));
+    }
+
     /// Marks the slices touched by `changes` stale.
     pub async fn invalidate(&self, changes: &KpiChanges) {
         let mut keys: Vec<String> = changes
@@ -256,6 +321,7 @@ impl Engine {
             if let Err(error) = self.cache.increment(&key, VERSION_TTL).await {
                 tracing::warn!(error = %error_chain(&error), key, "benchmark cache not invalidated");
             }
+            self.local().versions.remove(&key);
         }
     }
 }

@@ -152,6 +152,7 @@ impl BenchmarkServer {
                 resamples: settings.bootstrap_resamples,
             },
             cache_ttl: settings.cache_ttl,
+            local: std::sync::Mutex::default(),
         });
         engine::spawn_invalidation(engine.clone(), backends.pubsub.clone(), shutdown.clone());
         let definition = ServiceDefinition {

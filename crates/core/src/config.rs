@@ -266,10 +266,13 @@ impl CommonSettings {
         let redis_url = settings.secret("METRIX_REDIS_URL");
         if let Some(url) = &redis_url {
             let exposed = secrecy::ExposeSecret::expose_secret(url);
-            if !(exposed.starts_with("redis://") || exposed.starts_with("rediss://")) {
+            // rediss schemes use TLS (ElastiCache in-transit encryption);
+            // the cluster schemes speak Redis Cluster.
+            const SCHEMES: [&str; 4] = ["redis://", "rediss://", "redis-cluster://", "rediss-cluster://"];
+            if !SCHEMES.iter().any(|scheme| exposed.starts_with(scheme)) {
                 return Err(ConfigError::new(
                     "METRIX_REDIS_URL",
-                    "must start with redis:// or rediss://",
+                    "must start with redis://, rediss://, redis-cluster:// or rediss-cluster://",
                 ));
             }
         }
