@@ -179,6 +179,11 @@ impl Builder<'_> {
                 "description": "A stream of messages: Server-Sent Events (`event: message`, or `event: error` with a Status) when the request accepts text/event-stream, newline-delimited JSON otherwise.",
                 "content": {"text/event-stream": {"schema": response_schema}, "application/x-ndjson": {"schema": response_schema}}
             })
+        } else if route.response_body.is_none() && crate::rest::handler::is_file_shaped(&method.output()) {
+            json!({
+                "description": "The file itself: its media type in Content-Type and its name in Content-Disposition (attachment).",
+                "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}}
+            })
         } else {
             json!({"description": "OK", "content": {"application/json": {"schema": response_schema}}})
         };

@@ -129,15 +129,15 @@ pub async fn handle(edge: Arc<Edge>, request: Request) -> Response {
 /// attachment name, instead of JSON. Any RPC whose answer has this shape is
 /// a download, with no gateway code of its own.
 fn file_download(message: &DynamicMessage) -> Option<Response> {
-    use prost_reflect::{Kind, Value};
+    use prost_reflect::Value;
     let descriptor = message.descriptor();
-    if descriptor.fields().len() != 3 {
+    if !is_file_shaped(&descriptor) {
         return None;
     }
     let text_field = |name: &str| {
         let field = descriptor.get_field_by_name(name)?;
-        match (field.kind(), message.get_field(&field).as_ref()) {
-            (Kind::String, Value::String(text)) => Some(text.clone()),
+        match message.get_field(&field).as_ref() {
+            Value::String(text) => Some(text.clone()),
             _ => None,
         }
     };
@@ -167,6 +167,22 @@ fn file_download(message: &DynamicMessage) -> Option<Response> {
         headers.insert(http::header::CONTENT_DISPOSITION, disposition);
     }
     Some(response)
+}
+
+/// Whether answers of `descriptor` are sent as files: exactly the fields
+/// `content_type` and `filename` (strings) and `content` (bytes).
+pub fn is_file_shaped(descriptor: &prost_reflect::MessageDescriptor) -> bool {
+    use prost_reflect::Kind;
+    let kind_of = |name: &str| {
+        descriptor
+            .get_field_by_name(name)
+            .filter(|field| !field.is_list() && !field.is_map())
+            .map(|field| field.kind())
+    };
+    descriptor.fields().len() == 3
+        && matches!(kind_of("content_type"), Some(Kind::String))
+        && matches!(kind_of("filename"), Some(Kind::String))
+        && matches!(kind_of("content"), Some(Kind::Bytes))
 }
 
 fn payload_too_large(limit: usize) -> Response {
