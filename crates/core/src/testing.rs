@@ -72,6 +72,45 @@ pub async fn fresh_redis_backends() -> Backends {
     }
 }
 
+/// `message` with a bearer token, as a signed-in caller sends it.
+pub fn authorized<T>(message: T, access_token: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {access_token}")
+            .parse()
+            .expect("tokens are header-safe"),
+    );
+    request
+}
+
+/// Asserts a status code, showing the status on failure, and returns the status.
+#[track_caller]
+pub fn assert_code<T: std::fmt::Debug>(result: Result<T, tonic::Status>, code: tonic::Code) -> tonic::Status {
+    match result {
+        Ok(value) => panic!("expected {code:?}, got success: {value:?}"),
+        Err(status) => {
+            assert_eq!(status.code(), code, "unexpected status: {status:?}");
+            status
+        }
+    }
+}
+
+/// The field names of a status's BadRequest violations.
+pub fn violated_fields(status: &tonic::Status) -> Vec<String> {
+    use tonic_types::StatusExt as _;
+    status
+        .get_details_bad_request()
+        .map(|details| {
+            details
+                .field_violations
+                .into_iter()
+                .map(|violation| violation.field)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// A stand-in for the auth service in a service's own tests: an Ed25519
 /// key whose public half the service's [`Authenticator`] trusts, tokens
 /// signed with it exactly as auth signs them, and API keys it knows.

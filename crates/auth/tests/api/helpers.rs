@@ -12,7 +12,8 @@ use metrix_core::server::Shutdown;
 use metrix_proto::auth::v1::auth_service_client::AuthServiceClient;
 use metrix_proto::auth::v1::{InviteUserRequest, Role, SignUpRequest, SignUpResponse, TokenPair};
 use tonic::transport::Channel;
-use tonic::{Code, Request, Status};
+
+pub use metrix_core::testing::{assert_code, authorized, violated_fields};
 
 /// Which backends a test runs against.
 #[derive(Debug, Clone, Copy)]
@@ -109,18 +110,6 @@ pub fn unique_email() -> String {
 /// The password every test account uses.
 pub const PASSWORD: &str = "correct horse battery staple";
 
-/// `message` with a bearer token.
-pub fn authorized<T>(message: T, access_token: &str) -> Request<T> {
-    let mut request = Request::new(message);
-    request.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {access_token}")
-            .parse()
-            .expect("tokens are header-safe"),
-    );
-    request
-}
-
 impl TestApp {
     /// Signs up a new admin of a new organisation.
     pub async fn sign_up(&self, email: &str) -> SignUpResponse {
@@ -207,31 +196,4 @@ impl TestApp {
             .tokens
             .expect("sign-up returns tokens")
     }
-}
-
-/// Asserts a status code, showing the status on failure.
-#[track_caller]
-pub fn assert_code<T: std::fmt::Debug>(result: Result<T, Status>, code: Code) -> Status {
-    match result {
-        Ok(value) => panic!("expected {code:?}, got success: {value:?}"),
-        Err(status) => {
-            assert_eq!(status.code(), code, "unexpected status: {status:?}");
-            status
-        }
-    }
-}
-
-/// The field names of a status's BadRequest violations.
-pub fn violated_fields(status: &Status) -> Vec<String> {
-    use tonic_types::StatusExt as _;
-    status
-        .get_details_bad_request()
-        .map(|details| {
-            details
-                .field_violations
-                .into_iter()
-                .map(|violation| violation.field)
-                .collect()
-        })
-        .unwrap_or_default()
 }

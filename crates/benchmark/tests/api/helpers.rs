@@ -17,7 +17,8 @@ use metrix_core::server::Shutdown;
 use metrix_core::testing::TestIssuer;
 use metrix_proto::benchmark::v1::benchmark_service_client::BenchmarkServiceClient;
 use tonic::transport::Channel;
-use tonic::{Code, Request, Status};
+
+pub use metrix_core::testing::{assert_code, authorized, violated_fields};
 
 /// Which backend a test runs against.
 #[derive(Debug, Clone, Copy)]
@@ -293,45 +294,6 @@ impl TestApp {
 /// A fresh organisation id.
 pub fn new_organization() -> String {
     uuid::Uuid::now_v7().to_string()
-}
-
-/// `message` with a bearer token.
-pub fn authorized<T>(message: T, access_token: &str) -> Request<T> {
-    let mut request = Request::new(message);
-    request.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {access_token}")
-            .parse()
-            .expect("tokens are header-safe"),
-    );
-    request
-}
-
-/// Asserts a status code, showing the status on failure.
-#[track_caller]
-pub fn assert_code<T: std::fmt::Debug>(result: Result<T, Status>, code: Code) -> Status {
-    match result {
-        Ok(value) => panic!("expected {code:?}, got success: {value:?}"),
-        Err(status) => {
-            assert_eq!(status.code(), code, "unexpected status: {status:?}");
-            status
-        }
-    }
-}
-
-/// The field names of a status's BadRequest violations.
-pub fn violated_fields(status: &Status) -> Vec<String> {
-    use tonic_types::StatusExt as _;
-    status
-        .get_details_bad_request()
-        .map(|details| {
-            details
-                .field_violations
-                .into_iter()
-                .map(|violation| violation.field)
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// Asserts two figures agree to 1e-12 relative.
