@@ -6,10 +6,11 @@
 //! the last seven days: two apps, eight types, 20,000 users. They are written
 //! by PostgreSQL itself (`generate_series`), and the rollups are built from
 //! them with the same bucketing ingestion uses, so the database holds exactly
-//! what the service would hold after ingesting them. Then, for the DAY and
-//! WEEK presets, `dashboard::compute` runs `RUNS` times (50) and the raw
+//! what the service would hold after ingesting them. Then, for the HOUR, DAY
+//! and WEEK presets, `dashboard::compute` runs `RUNS` times (50) and the raw
 //! scan (series, top types, distinct users in range, DAU, WAU, MAU with
-//! `COUNT(DISTINCT)` over `events`) runs `RAW_RUNS` times (5).
+//! `COUNT(DISTINCT)` over `events`) runs `RAW_RUNS` times (5). The active
+//! users the sketches give are printed beside the exact counts.
 //!
 //! ```text
 //! cargo bench -p metrix-metrics --bench dashboard       # EVENTS=10000000 by default
@@ -18,8 +19,9 @@
 use std::time::{Duration, Instant};
 
 use metrix_metrics::dashboard::{DashboardWindow, compute, resolve_window};
+use metrix_metrics::sketch::{UserSketch, user_hash};
 use metrix_metrics::store::MetricsStore;
-use metrix_metrics::store::events::bucket_start;
+use metrix_metrics::store::events::{ROLLUP_WIDTHS, bucket_start};
 use metrix_proto::metrics::v1::RangePreset;
 
 /// The p99 the dashboard should stay under.
@@ -103,17 +105,38 @@ async fn run() {
         .await
         .expect("count rollup");
     }
-    for width in [3_600_i64, 86_400] {
-        sqlx::query(
-            "INSERT INTO user_activity (organization_id, width_seconds, bucket_start, app_id, user_id) \
-             SELECT DISTINCT organization_id, $1, occurred_at - (((occurred_at % $2) + $2) % $2), app_id, user_id \
-             FROM events WHERE user_id <> ''",
+    // The user sketches, built from each bucket's distinct users exactly as
+    // ingestion builds them.
+    for width in ROLLUP_WIDTHS {
+        let buckets: Vec<(String, i64, Vec<String>)> = sqlx::query_as(
+            "SELECT app_id, occurred_at - (((occurred_at % $1) + $1) % $1) AS bucket, \
+             array_agg(DISTINCT user_id) FROM events WHERE user_id <> '' GROUP BY 1, 2",
         )
-        .bind(width as i32)
         .bind(width * 1_000_000)
-        .execute(&pool)
+        .fetch_all(&pool)
         .await
-        .expect("activity rollup");
+        .expect("distinct users per bucket");
+        for chunk in buckets.chunks(1_000) {
+            sqlx::query(
+                "INSERT INTO user_sketches (organization_id, width_seconds, bucket_start, app_id, sketch) \
+                 SELECT $1, $2, * FROM UNNEST($3::int8[], $4::text[], $5::bytea[])",
+            )
+            .bind(organization)
+            .bind(width as i32)
+            .bind(chunk.iter().map(|(_, bucket, _)| *bucket).collect::<Vec<_>>())
+            .bind(chunk.iter().map(|(app_id, ..)| app_id.clone()).collect::<Vec<_>>())
+            .bind(
+                chunk
+                    .iter()
+                    .map(|(.., users)| {
+                        UserSketch::of_hashes(users.iter().map(|user| user_hash(user)).collect()).encode()
+                    })
+                    .collect::<Vec<_>>(),
+            )
+            .execute(&pool)
+            .await
+            .expect("user sketches");
+        }
     }
     sqlx::query("ANALYZE").execute(&pool).await.expect("analyze");
     println!(
@@ -122,7 +145,7 @@ async fn run() {
     );
 
     let store = MetricsStore::new(database);
-    for preset in [RangePreset::Day, RangePreset::Week] {
+    for preset in [RangePreset::Hour, RangePreset::Day, RangePreset::Week] {
         let window = resolve_window(preset as i32, None, now).expect("a preset window");
         // Warm the caches, then measure.
         let warm = compute(&store, organization, "", window, now).await.expect("dashboard");
@@ -135,33 +158,45 @@ async fn run() {
         }
         timings.sort();
         let mut raw = Vec::with_capacity(raw_runs);
-        let mut raw_total = 0;
+        let mut raw_answer = (0, [0; 4]);
         for _ in 0..raw_runs {
             let call = Instant::now();
-            raw_total = raw_dashboard(&pool, organization, window).await;
+            raw_answer = raw_dashboard(&pool, organization, window).await;
             raw.push(call.elapsed());
         }
         raw.sort();
+        let (raw_total, exact_users) = raw_answer;
         assert_eq!(raw_total, warm.total_events, "both ways count the same events");
+        let active = warm.active_users.expect("active users");
+        let worst_error = [active.in_range, active.daily, active.weekly, active.monthly]
+            .into_iter()
+            .zip(exact_users)
+            .map(|(estimate, exact)| (estimate - exact).abs() as f64 / exact.max(1) as f64)
+            .fold(0.0, f64::max);
         let p50 = percentile(&timings, 50.0);
         let p99 = percentile(&timings, 99.0);
         let raw_p50 = percentile(&raw, 50.0);
         println!(
             "{preset:?}: {} events in range; rollups p50 {:.2} ms p99 {:.2} ms (target p99 <= {} ms: {}); \
-             raw scan p50 {:.0} ms; raw / rollups at p50: {:.0}x",
+             raw scan p50 {:.0} ms; raw / rollups at p50: {:.0}x; active users {:?} against exact {:?} \
+             (largest relative error {:.3} %)",
             warm.total_events,
             p50.as_secs_f64() * 1e3,
             p99.as_secs_f64() * 1e3,
             TARGET_P99.as_millis(),
             if p99 <= TARGET_P99 { "met" } else { "NOT met" },
             raw_p50.as_secs_f64() * 1e3,
-            raw_p50.as_secs_f64() / p50.as_secs_f64()
+            raw_p50.as_secs_f64() / p50.as_secs_f64(),
+            [active.in_range, active.daily, active.weekly, active.monthly],
+            exact_users,
+            worst_error * 100.0
         );
     }
 }
 
-/// The same dashboard questions answered from raw events; returns the total.
-async fn raw_dashboard(pool: &sqlx::PgPool, organization: &str, window: DashboardWindow) -> i64 {
+/// The same dashboard questions answered from raw events: the total, and the
+/// exact distinct users in range, of the day, week and month.
+async fn raw_dashboard(pool: &sqlx::PgPool, organization: &str, window: DashboardWindow) -> (i64, [i64; 4]) {
     let width = window.width_seconds * 1_000_000;
     let series: Vec<(i64, i64)> = sqlx::query_as(
         "SELECT occurred_at - (((occurred_at % $4) + $4) % $4) AS bucket, COUNT(*) FROM events \
@@ -188,13 +223,17 @@ async fn raw_dashboard(pool: &sqlx::PgPool, organization: &str, window: Dashboar
     let day = 86_400_000_000_i64;
     let hour_end = bucket_start(window.end - 1, 3_600) + hour;
     let day_end = bucket_start(window.end - 1, 86_400) + day;
-    for (start, end) in [
+    let mut users = [0; 4];
+    for (slot, (start, end)) in [
         (window.start, window.end),
         (hour_end - 24 * hour, hour_end),
         (day_end - 7 * day, day_end),
         (day_end - 30 * day, day_end),
-    ] {
-        let _: i64 = sqlx::query_scalar(
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        users[slot] = sqlx::query_scalar(
             "SELECT COUNT(DISTINCT user_id) FROM events WHERE organization_id = $1 AND occurred_at >= $2 \
              AND occurred_at < $3 AND user_id <> ''",
         )
@@ -205,5 +244,5 @@ async fn raw_dashboard(pool: &sqlx::PgPool, organization: &str, window: Dashboar
         .await
         .expect("distinct users");
     }
-    series.iter().map(|(_, count)| count).sum()
+    (series.iter().map(|(_, count)| count).sum(), users)
 }

@@ -1,7 +1,8 @@
 //! Dashboards, computed from the rollups maintained at ingestion: the
 //! window of a preset, totals and series from the event counts, active
-//! users from the activity rollups, and the last minute from raw events
-//! (an index range of one minute).
+//! users by merging the user sketches of the buckets of a window, and the
+//! last minute from raw events (an index range of one minute). The
+//! independent reads run concurrently.
 
 use metrix_core::error::FieldViolation;
 use metrix_core::time::{micros_of, timestamp};
@@ -9,6 +10,7 @@ use metrix_proto::common::v1::TimeRange;
 use metrix_proto::metrics::v1::{ActiveUsers, Dashboard, DashboardBucket, EventTypeShare, RangePreset};
 
 use crate::error::MetricsError;
+use crate::sketch::UserSketch;
 use crate::store::MetricsStore;
 use crate::store::events::bucket_start;
 
@@ -115,6 +117,29 @@ pub fn resolve_window(
     }
 }
 
+/// The distinct users of the union of `sketches`.
+fn distinct_users<'a>(sketches: impl IntoIterator<Item = &'a (i64, UserSketch)>) -> i64 {
+    let mut union = UserSketch::default();
+    for (_, sketch) in sketches {
+        union.merge(sketch);
+    }
+    union.count()
+}
+
+/// The sketches of the buckets in `[start, end)`, when `sketches` (of
+/// buckets from `covered_start` to `covered_end`) hold all of them.
+fn within(
+    sketches: &[(i64, UserSketch)],
+    (covered_start, covered_end): (i64, i64),
+    (start, end): (i64, i64),
+) -> Option<impl Iterator<Item = &(i64, UserSketch)>> {
+    (covered_start <= start && end <= covered_end).then(|| {
+        sketches
+            .iter()
+            .filter(move |(bucket, _)| start <= *bucket && *bucket < end)
+    })
+}
+
 /// Computes the dashboard of `organization_id` (one app, or all when
 /// `app_id` is empty) for `window`, at `now`.
 pub async fn compute(
@@ -125,9 +150,43 @@ pub async fn compute(
     now: i64,
 ) -> Result<Dashboard, MetricsError> {
     let width = window.width_seconds;
-    let counted = store
-        .event_series(organization_id, app_id, width, window.start, window.end)
-        .await?;
+    // Rolling windows in whole hours and days, ending with the one that
+    // holds the end of the dashboard's range.
+    let reference = window.end - 1;
+    let hour_end = bucket_start(reference, HOUR) + HOUR * MICROS;
+    let day_end = bucket_start(reference, DAY) + DAY * MICROS;
+    let last_day = (hour_end - 24 * HOUR * MICROS, hour_end);
+    let last_week = (day_end - 7 * DAY * MICROS, day_end);
+    let last_month = (day_end - 30 * DAY * MICROS, day_end);
+    let (counted, types, events_last_minute, hours, days, recent) = tokio::try_join!(
+        store.event_series(organization_id, app_id, width, window.start, window.end),
+        store.event_type_counts(organization_id, app_id, width, window.start, window.end),
+        store.raw_event_count(organization_id, app_id, now - MINUTE * MICROS, now),
+        store.activity_sketches(organization_id, app_id, HOUR, last_day.0, last_day.1),
+        store.activity_sketches(organization_id, app_id, DAY, last_month.0, last_month.1),
+        store.recent_data_points(organization_id, app_id, RECENT_DATA_POINTS),
+    )?;
+    let range = (window.start, window.end);
+    let in_range = match width {
+        HOUR => within(&hours, last_day, range).map(distinct_users),
+        DAY => within(&days, last_month, range).map(distinct_users),
+        _ => None,
+    };
+    let in_range = match in_range {
+        Some(users) => users,
+        None => distinct_users(
+            &store
+                .activity_sketches(organization_id, app_id, width, window.start, window.end)
+                .await?,
+        ),
+    };
+    let active_users = ActiveUsers {
+        daily: distinct_users(&hours),
+        weekly: distinct_users(within(&days, last_month, last_week).into_iter().flatten()),
+        monthly: distinct_users(&days),
+        in_range,
+    };
+
     let total_events: i64 = counted.iter().map(|(_, count)| count).sum();
     let mut series = Vec::new();
     let mut counted = counted.into_iter().peekable();
@@ -147,9 +206,6 @@ pub async fn compute(
         });
         bucket += width * MICROS;
     }
-    let types = store
-        .event_type_counts(organization_id, app_id, width, window.start, window.end)
-        .await?;
     let top_event_types = types
         .into_iter()
         .take(TOP_EVENT_TYPES)
@@ -163,33 +219,6 @@ pub async fn compute(
             },
         })
         .collect();
-    let events_last_minute = store
-        .raw_event_count(organization_id, app_id, now - MINUTE * MICROS, now)
-        .await?;
-
-    // Rolling windows in whole hours and days, ending with the one that
-    // holds the end of the dashboard's range.
-    let reference = window.end - 1;
-    let hour_end = bucket_start(reference, HOUR) + HOUR * MICROS;
-    let day_end = bucket_start(reference, DAY) + DAY * MICROS;
-    let daily = store
-        .distinct_active_users(organization_id, app_id, HOUR, hour_end - 24 * HOUR * MICROS, hour_end)
-        .await?;
-    let weekly = store
-        .distinct_active_users(organization_id, app_id, DAY, day_end - 7 * DAY * MICROS, day_end)
-        .await?;
-    let monthly = store
-        .distinct_active_users(organization_id, app_id, DAY, day_end - 30 * DAY * MICROS, day_end)
-        .await?;
-    let in_range = if width == MINUTE {
-        store
-            .raw_distinct_users(organization_id, app_id, window.start, window.end)
-            .await?
-    } else {
-        store
-            .distinct_active_users(organization_id, app_id, width, window.start, window.end)
-            .await?
-    };
     Ok(Dashboard {
         app_id: app_id.to_owned(),
         range_preset: window.preset as i32,
@@ -203,20 +232,10 @@ pub async fn compute(
         }),
         total_events,
         events_last_minute,
-        active_users: Some(ActiveUsers {
-            daily,
-            weekly,
-            monthly,
-            in_range,
-        }),
+        active_users: Some(active_users),
         top_event_types,
         series,
-        recent_data_points: store
-            .recent_data_points(organization_id, app_id, RECENT_DATA_POINTS)
-            .await?
-            .iter()
-            .map(|point| point.to_proto(organization_id))
-            .collect(),
+        recent_data_points: recent.iter().map(|point| point.to_proto(organization_id)).collect(),
         compute_time: Some(timestamp(now)),
     })
 }

@@ -20,6 +20,7 @@ pub mod ingest;
 pub use metrix_core::period;
 pub mod service;
 pub mod settings;
+pub mod sketch;
 pub mod store;
 pub mod validation;
 
@@ -71,6 +72,7 @@ pub fn migrations() -> Migrations {
 pub async fn connect_and_migrate(database_url: &SecretString) -> Result<Database, StorageError> {
     let database = Database::connect(database_url.expose_secret()).await?;
     database.migrate(migrations()).await?;
+    MetricsStore::new(database.clone()).upgrade_activity().await?;
     Ok(database)
 }
 

@@ -1,6 +1,6 @@
 //! Product events and their rollups: raw events (exactly once per
-//! organisation and event id), event counts per bucket at three widths, and
-//! the users active per hour and day.
+//! organisation and event id), and per bucket at three widths the event
+//! counts and a sketch of the distinct users.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -12,11 +12,10 @@ use sqlx::AssertSqlSafe;
 use super::{Bind, DynamicQuery, MetricsStore};
 use crate::error::MetricsError;
 use crate::events::{EventSelection, NewEvent};
+use crate::sketch::{UserSketch, user_hash};
 
-/// The widths of the count rollups, in seconds: minute, hour, day.
-pub const COUNT_WIDTHS: [i64; 3] = [60, 3_600, 86_400];
-/// The widths of the activity rollups, in seconds: hour, day.
-pub const ACTIVITY_WIDTHS: [i64; 2] = [3_600, 86_400];
+/// The widths of the rollups, in seconds: minute, hour, day.
+pub const ROLLUP_WIDTHS: [i64; 3] = [60, 3_600, 86_400];
 /// Events per SQLite INSERT statement (14 parameters each; under its limit).
 const INSERT_CHUNK: usize = 500;
 /// Rollup rows per upsert statement.
@@ -126,23 +125,26 @@ fn app_condition(query: &mut DynamicQuery, app_id: &str) {
     }
 }
 
-/// One rollup bucket: (width in seconds, bucket start, app, event type or
-/// user).
+/// One count rollup bucket: (width in seconds, bucket start, app, event
+/// type).
 type BucketKey<'events> = (i64, i64, &'events str, &'events str);
 
-/// Rollup rows of the events that were new: counts per (width, bucket, app,
-/// type) and active users per (width, bucket, app, user), keys sorted so
+/// One activity sketch: (width in seconds, bucket start, app).
+type SketchKey = (i64, i64, String);
+
+/// Rollups of the events that were new: counts per (width, bucket, app,
+/// type) and a sketch of the users per (width, bucket, app), keys sorted so
 /// concurrent batches lock rows in the same order.
 struct Rollups<'events> {
     counts: Vec<(BucketKey<'events>, i64)>,
-    active: Vec<BucketKey<'events>>,
+    activity: BTreeMap<SketchKey, UserSketch>,
 }
 
 fn rollups<'events>(events: &'events [NewEvent], inserted: &BTreeSet<String>) -> Rollups<'events> {
     let mut counts: BTreeMap<BucketKey<'_>, i64> = BTreeMap::new();
-    let mut active: BTreeSet<BucketKey<'_>> = BTreeSet::new();
+    let mut users: BTreeMap<(i64, i64, &str), Vec<u64>> = BTreeMap::new();
     for event in events.iter().filter(|event| inserted.contains(&event.event_id)) {
-        for width in COUNT_WIDTHS {
+        for width in ROLLUP_WIDTHS {
             let key = (
                 width,
                 bucket_start(event.occurred_at, width),
@@ -152,20 +154,152 @@ fn rollups<'events>(events: &'events [NewEvent], inserted: &BTreeSet<String>) ->
             *counts.entry(key).or_default() += 1;
         }
         if !event.user_id.is_empty() {
-            for width in ACTIVITY_WIDTHS {
-                active.insert((
-                    width,
-                    bucket_start(event.occurred_at, width),
-                    event.app_id.as_str(),
-                    event.user_id.as_str(),
-                ));
+            let hash = user_hash(&event.user_id);
+            for width in ROLLUP_WIDTHS {
+                users
+                    .entry((width, bucket_start(event.occurred_at, width), event.app_id.as_str()))
+                    .or_default()
+                    .push(hash);
             }
         }
     }
     Rollups {
         counts: counts.into_iter().collect(),
-        active: active.into_iter().collect(),
+        activity: users
+            .into_iter()
+            .map(|((width, bucket, app_id), hashes)| {
+                ((width, bucket, app_id.to_owned()), UserSketch::of_hashes(hashes))
+            })
+            .collect(),
     }
+}
+
+fn malformed(error: crate::sketch::MalformedSketch) -> sqlx::Error {
+    sqlx::Error::Decode(Box::new(error))
+}
+
+/// Adds `activity` to the stored sketches of `organization_id` (PostgreSQL):
+/// new buckets are inserted as they are; existing ones are locked in key
+/// order, merged here and written back only when they changed (a returning
+/// user changes nothing).
+async fn merge_sketches_postgres(
+    connection: &mut sqlx::PgConnection,
+    organization_id: &str,
+    activity: &BTreeMap<SketchKey, UserSketch>,
+) -> Result<(), sqlx::Error> {
+    if activity.is_empty() {
+        return Ok(());
+    }
+    let widths = |keys: &[&SketchKey]| keys.iter().map(|(width, ..)| *width as i32).collect::<Vec<_>>();
+    let buckets = |keys: &[&SketchKey]| keys.iter().map(|(_, bucket, _)| *bucket).collect::<Vec<_>>();
+    let apps = |keys: &[&SketchKey]| keys.iter().map(|(.., app_id)| app_id.clone()).collect::<Vec<_>>();
+    let keys: Vec<&SketchKey> = activity.keys().collect();
+    let created: BTreeSet<SketchKey> = sqlx::query_as::<_, (i32, i64, String)>(
+        "INSERT INTO user_sketches (organization_id, width_seconds, bucket_start, app_id, sketch) \
+         SELECT $1, * FROM UNNEST($2::int4[], $3::int8[], $4::text[], $5::bytea[]) \
+         ON CONFLICT (organization_id, width_seconds, bucket_start, app_id) DO NOTHING \
+         RETURNING width_seconds, bucket_start, app_id",
+    )
+    .bind(organization_id)
+    .bind(widths(&keys))
+    .bind(buckets(&keys))
+    .bind(apps(&keys))
+    .bind(activity.values().map(UserSketch::encode).collect::<Vec<_>>())
+    .fetch_all(&mut *connection)
+    .await?
+    .into_iter()
+    .map(|(width, bucket, app_id)| (i64::from(width), bucket, app_id))
+    .collect();
+    let existing: Vec<&SketchKey> = keys.into_iter().filter(|key| !created.contains(*key)).collect();
+    if existing.is_empty() {
+        return Ok(());
+    }
+    let stored: Vec<(i32, i64, String, Vec<u8>)> = sqlx::query_as(
+        "SELECT width_seconds, bucket_start, app_id, sketch FROM user_sketches \
+         WHERE organization_id = $1 AND (width_seconds, bucket_start, app_id) IN \
+         (SELECT * FROM UNNEST($2::int4[], $3::int8[], $4::text[])) \
+         ORDER BY width_seconds, bucket_start, app_id FOR UPDATE",
+    )
+    .bind(organization_id)
+    .bind(widths(&existing))
+    .bind(buckets(&existing))
+    .bind(apps(&existing))
+    .fetch_all(&mut *connection)
+    .await?;
+    let mut changed: Vec<(SketchKey, Vec<u8>)> = Vec::new();
+    for (width, bucket, app_id, bytes) in stored {
+        let key = (i64::from(width), bucket, app_id);
+        let Some(new) = activity.get(&key) else {
+            continue;
+        };
+        let mut sketch = UserSketch::decode(&bytes).map_err(malformed)?;
+        if sketch.merge(new) {
+            changed.push((key, sketch.encode()));
+        }
+    }
+    if changed.is_empty() {
+        return Ok(());
+    }
+    let changed_keys: Vec<&SketchKey> = changed.iter().map(|(key, _)| key).collect();
+    sqlx::query(
+        "UPDATE user_sketches AS stored SET sketch = changed.sketch \
+         FROM UNNEST($2::int4[], $3::int8[], $4::text[], $5::bytea[]) \
+         AS changed (width_seconds, bucket_start, app_id, sketch) \
+         WHERE stored.organization_id = $1 AND stored.width_seconds = changed.width_seconds \
+         AND stored.bucket_start = changed.bucket_start AND stored.app_id = changed.app_id",
+    )
+    .bind(organization_id)
+    .bind(widths(&changed_keys))
+    .bind(buckets(&changed_keys))
+    .bind(apps(&changed_keys))
+    .bind(changed.iter().map(|(_, bytes)| bytes.clone()).collect::<Vec<_>>())
+    .execute(&mut *connection)
+    .await?;
+    Ok(())
+}
+
+/// Adds `activity` to the stored sketches of `organization_id` (SQLite,
+/// whose write transaction already excludes every other writer).
+async fn merge_sketches_portable(
+    connection: &mut sqlx::SqliteConnection,
+    organization_id: &str,
+    activity: &BTreeMap<SketchKey, UserSketch>,
+) -> Result<(), sqlx::Error> {
+    for ((width, bucket, app_id), new) in activity {
+        let stored: Option<Vec<u8>> = sqlx::query_scalar(
+            "SELECT sketch FROM user_sketches WHERE organization_id = $1 AND width_seconds = $2 \
+             AND bucket_start = $3 AND app_id = $4",
+        )
+        .bind(organization_id)
+        .bind(*width as i32)
+        .bind(*bucket)
+        .bind(app_id)
+        .fetch_optional(&mut *connection)
+        .await?;
+        let merged = match stored {
+            None => new.clone(),
+            Some(bytes) => {
+                let mut sketch = UserSketch::decode(&bytes).map_err(malformed)?;
+                if !sketch.merge(new) {
+                    continue;
+                }
+                sketch
+            }
+        };
+        sqlx::query(
+            "INSERT INTO user_sketches (organization_id, width_seconds, bucket_start, app_id, sketch) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (organization_id, width_seconds, bucket_start, app_id) \
+             DO UPDATE SET sketch = excluded.sketch",
+        )
+        .bind(organization_id)
+        .bind(*width as i32)
+        .bind(*bucket)
+        .bind(app_id)
+        .bind(merged.encode())
+        .execute(&mut *connection)
+        .await?;
+    }
+    Ok(())
 }
 
 /// PostgreSQL: each statement takes whole columns as arrays (`UNNEST`), so
@@ -202,7 +336,7 @@ async fn insert_events_postgres(
     .await?
     .into_iter()
     .collect();
-    let Rollups { counts, active } = rollups(events, &inserted);
+    let Rollups { counts, activity } = rollups(events, &inserted);
     if !counts.is_empty() {
         sqlx::query(
             "INSERT INTO event_counts (organization_id, width_seconds, bucket_start, app_id, event_type, event_count) \
@@ -229,30 +363,7 @@ async fn insert_events_postgres(
         .execute(&mut *transaction)
         .await?;
     }
-    if !active.is_empty() {
-        sqlx::query(
-            "INSERT INTO user_activity (organization_id, width_seconds, bucket_start, app_id, user_id) \
-             SELECT $1, * FROM UNNEST($2::int4[], $3::int8[], $4::text[], $5::text[]) \
-             ON CONFLICT (organization_id, width_seconds, bucket_start, app_id, user_id) DO NOTHING",
-        )
-        .bind(organization_id)
-        .bind(active.iter().map(|(width, ..)| *width as i32).collect::<Vec<_>>())
-        .bind(active.iter().map(|(_, bucket, ..)| *bucket).collect::<Vec<_>>())
-        .bind(
-            active
-                .iter()
-                .map(|(_, _, app_id, _)| (*app_id).to_owned())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            active
-                .iter()
-                .map(|(.., user_id)| (*user_id).to_owned())
-                .collect::<Vec<_>>(),
-        )
-        .execute(&mut *transaction)
-        .await?;
-    }
+    merge_sketches_postgres(&mut transaction, organization_id, &activity).await?;
     transaction.commit().await?;
     Ok(inserted)
 }
@@ -298,7 +409,7 @@ async fn insert_events_portable(
         }
         inserted.extend(statement.fetch_all(&mut *transaction).await?);
     }
-    let Rollups { counts, active } = rollups(events, &inserted);
+    let Rollups { counts, activity } = rollups(events, &inserted);
     for chunk in counts.chunks(ROLLUP_CHUNK) {
         let rows: Vec<String> = (0..chunk.len())
             .map(|index| {
@@ -332,38 +443,40 @@ async fn insert_events_portable(
         }
         statement.execute(&mut *transaction).await?;
     }
-    for chunk in active.chunks(ROLLUP_CHUNK) {
-        let rows: Vec<String> = (0..chunk.len())
-            .map(|index| {
-                let base = index * 5;
-                format!(
-                    "(${}, ${}, ${}, ${}, ${})",
-                    base + 1,
-                    base + 2,
-                    base + 3,
-                    base + 4,
-                    base + 5
-                )
-            })
-            .collect();
-        let sql = format!(
-            "INSERT INTO user_activity (organization_id, width_seconds, bucket_start, app_id, user_id) \
-             VALUES {} ON CONFLICT (organization_id, width_seconds, bucket_start, app_id, user_id) DO NOTHING",
-            rows.join(", ")
-        );
-        let mut statement = sqlx::query(AssertSqlSafe(sql));
-        for (width, bucket, app_id, user_id) in chunk {
-            statement = statement
-                .bind(organization_id)
-                .bind(*width as i32)
-                .bind(*bucket)
-                .bind(*app_id)
-                .bind(*user_id);
-        }
-        statement.execute(&mut *transaction).await?;
-    }
+    merge_sketches_portable(&mut transaction, organization_id, &activity).await?;
     transaction.commit().await?;
     Ok(inserted)
+}
+
+/// The users of the retired `user_activity` rollup (hours and days) and of
+/// the kept raw events (minutes): organisation, app, width, bucket, user.
+const RETIRED_ACTIVITY: &str = "SELECT organization_id, app_id, width_seconds, bucket_start, user_id FROM user_activity \
+     UNION ALL SELECT organization_id, app_id, 60, \
+     occurred_at - (((occurred_at % 60000000) + 60000000) % 60000000), user_id FROM events WHERE user_id <> ''";
+
+/// Sketches of `RETIRED_ACTIVITY`'s rows, per organisation.
+fn retired_sketches(
+    rows: Vec<(String, String, i32, i64, String)>,
+) -> BTreeMap<String, BTreeMap<SketchKey, UserSketch>> {
+    let mut users: BTreeMap<String, BTreeMap<SketchKey, Vec<u64>>> = BTreeMap::new();
+    for (organization_id, app_id, width, bucket, user_id) in rows {
+        users
+            .entry(organization_id)
+            .or_default()
+            .entry((i64::from(width), bucket, app_id))
+            .or_default()
+            .push(user_hash(&user_id));
+    }
+    users
+        .into_iter()
+        .map(|(organization_id, buckets)| {
+            let sketches = buckets
+                .into_iter()
+                .map(|(key, hashes)| (key, UserSketch::of_hashes(hashes)))
+                .collect();
+            (organization_id, sketches)
+        })
+        .collect()
 }
 
 impl MetricsStore {
@@ -523,37 +636,16 @@ impl MetricsStore {
         Ok(rows.first().map_or(0, |row| row.0))
     }
 
-    /// Distinct users of raw events in `[start, end)`.
-    pub async fn raw_distinct_users(
-        &self,
-        organization_id: &str,
-        app_id: &str,
-        start: i64,
-        end: i64,
-    ) -> Result<i64, MetricsError> {
-        let selection = EventSelection {
-            app_id: app_id.to_owned(),
-            start: Some(start),
-            end: Some(end),
-            ..EventSelection::default()
-        };
-        let mut query = DynamicQuery::default();
-        selection_conditions(&mut query, organization_id, &selection);
-        query.condition("user_id <> ''".to_owned());
-        let sql = format!("SELECT COUNT(DISTINCT user_id) FROM events {}", query.where_clause());
-        let rows = with_pool!(&self.database, pool => fetch_dynamic!(pool, (i64,), &sql, query))?;
-        Ok(rows.first().map_or(0, |row| row.0))
-    }
-
-    /// Distinct users active in the buckets of `width_seconds` in `[start, end)`.
-    pub async fn distinct_active_users(
+    /// The user sketches of the buckets of `width_seconds` in `[start,
+    /// end)`, per bucket start (one per app; all apps when `app_id` is empty).
+    pub async fn activity_sketches(
         &self,
         organization_id: &str,
         app_id: &str,
         width_seconds: i64,
         start: i64,
         end: i64,
-    ) -> Result<i64, MetricsError> {
+    ) -> Result<Vec<(i64, UserSketch)>, MetricsError> {
         let mut query = DynamicQuery::default();
         let organization = query.text(organization_id);
         query.condition(format!("organization_id = {organization}"));
@@ -565,11 +657,62 @@ impl MetricsStore {
         query.condition(format!("bucket_start < {end}"));
         app_condition(&mut query, app_id);
         let sql = format!(
-            "SELECT COUNT(DISTINCT user_id) FROM user_activity {}",
+            "SELECT bucket_start, sketch FROM user_sketches {} ORDER BY bucket_start",
             query.where_clause()
         );
-        let rows = with_pool!(&self.database, pool => fetch_dynamic!(pool, (i64,), &sql, query))?;
-        Ok(rows.first().map_or(0, |row| row.0))
+        let rows = with_pool!(&self.database, pool => fetch_dynamic!(pool, (i64, Vec<u8>), &sql, query))?;
+        let sketches = rows
+            .into_iter()
+            .map(|(bucket, bytes)| UserSketch::decode(&bytes).map(|sketch| (bucket, sketch)))
+            .collect::<Result<_, _>>()
+            .map_err(malformed)?;
+        Ok(sketches)
+    }
+
+    /// Folds the retired `user_activity` table (users per hour and day) into
+    /// `user_sketches`, with minute sketches built from the raw events still
+    /// kept, and drops it, all in one transaction; nothing to do once it is
+    /// gone. Instances starting together take turns.
+    pub async fn upgrade_activity(&self) -> Result<(), sqlx::Error> {
+        match &self.database {
+            Database::Postgres(pool) => {
+                let mut transaction = pool.begin().await?;
+                sqlx::query("SELECT pg_advisory_xact_lock(hashtext('metrix.metrics.user_activity'))")
+                    .execute(&mut *transaction)
+                    .await?;
+                let exists: bool = sqlx::query_scalar("SELECT to_regclass('user_activity') IS NOT NULL")
+                    .fetch_one(&mut *transaction)
+                    .await?;
+                if exists {
+                    let rows = sqlx::query_as(RETIRED_ACTIVITY).fetch_all(&mut *transaction).await?;
+                    for (organization_id, activity) in retired_sketches(rows) {
+                        merge_sketches_postgres(&mut transaction, &organization_id, &activity).await?;
+                    }
+                    sqlx::query("DROP TABLE user_activity")
+                        .execute(&mut *transaction)
+                        .await?;
+                }
+                transaction.commit().await
+            }
+            Database::Sqlite(pool) => {
+                let mut transaction = pool.begin_write().await?;
+                let exists: bool = sqlx::query_scalar(
+                    "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'user_activity')",
+                )
+                .fetch_one(&mut *transaction)
+                .await?;
+                if exists {
+                    let rows = sqlx::query_as(RETIRED_ACTIVITY).fetch_all(&mut *transaction).await?;
+                    for (organization_id, activity) in retired_sketches(rows) {
+                        merge_sketches_portable(&mut transaction, &organization_id, &activity).await?;
+                    }
+                    sqlx::query("DROP TABLE user_activity")
+                        .execute(&mut *transaction)
+                        .await?;
+                }
+                transaction.commit().await
+            }
+        }
     }
 
     /// Deletes up to `limit` raw events that happened before `cutoff`

@@ -504,7 +504,81 @@ async fn queued_events_are_stored_once_by_the_writers(backend: Backend) {
     assert_eq!(settled.total_count, 3);
 }
 
+/// A store from before the sketches: its hourly and daily `user_activity`
+/// rows and its raw events' users become sketches when the service starts,
+/// and the retired table goes.
+async fn retired_activity_rows_become_sketches(backend: Backend) {
+    use metrix_metrics::events::{Arrival, parse_event};
+    use metrix_metrics::store::MetricsStore;
+    use metrix_metrics::store::events::bucket_start;
+
+    let (_folder, url) = match backend {
+        Backend::Embedded => {
+            let (folder, url) = metrix_core::testing::fresh_sqlite_database();
+            (Some(folder), url)
+        }
+        Backend::Postgres => (None, metrix_core::testing::fresh_postgres_database().await),
+    };
+    let url = secrecy::SecretString::from(url);
+    let database = metrix_metrics::connect_and_migrate(&url).await.expect("migrated");
+    let store = MetricsStore::new(database.clone());
+    let now = now_micros();
+    let arrival = Arrival {
+        received_at: now,
+        user_agent: "test/1".into(),
+        ip: "127.0.0.1".into(),
+        oldest_retained: 0,
+    };
+    // A raw event of user-4, stored by this version (so its buckets already
+    // have sketches).
+    let stored = parse_event(&event("e-4", "click", "user-4"), &arrival).expect("valid");
+    store.insert_events("org-1", &[stored]).await.expect("stored");
+    // What the previous version kept: users 1 to 3 per hour and day.
+    let hour = bucket_start(now, 3_600);
+    let day = bucket_start(now, 86_400);
+    metrix_core::with_pool!(&database, pool => async {
+        sqlx::query(
+            "CREATE TABLE user_activity (organization_id TEXT NOT NULL, app_id TEXT NOT NULL, \
+             width_seconds INTEGER NOT NULL, bucket_start BIGINT NOT NULL, user_id TEXT NOT NULL, \
+             PRIMARY KEY (organization_id, width_seconds, bucket_start, app_id, user_id))",
+        )
+        .execute(pool)
+        .await?;
+        for (width, bucket) in [(3_600, hour), (86_400, day)] {
+            for user in ["user-1", "user-2", "user-3"] {
+                sqlx::query("INSERT INTO user_activity VALUES ('org-1', 'web', $1, $2, $3)")
+                    .bind(width)
+                    .bind(bucket)
+                    .bind(user)
+                    .execute(pool)
+                    .await?;
+            }
+        }
+        Ok::<_, sqlx::Error>(())
+    }.await)
+    .expect("the retired table written");
+
+    // Starting again folds it in; starting once more changes nothing.
+    for _ in 0..2 {
+        metrix_metrics::connect_and_migrate(&url).await.expect("upgraded");
+        for (width, bucket, users) in [(60, bucket_start(now, 60), 1), (3_600, hour, 4), (86_400, day, 4)] {
+            let sketches = store
+                .activity_sketches("org-1", "web", width, bucket, bucket + 1)
+                .await
+                .expect("sketches read");
+            assert_eq!(sketches.len(), 1, "one sketch of width {width}");
+            assert_eq!(sketches[0].1.count(), users, "users of the bucket of width {width}");
+        }
+    }
+    let retired = metrix_core::with_pool!(&database, pool => sqlx::query("SELECT * FROM user_activity")
+        .execute(pool)
+        .await
+        .map(|_| ()));
+    assert!(retired.is_err(), "user_activity is dropped");
+}
+
 both_backends!(
+    retired_activity_rows_become_sketches,
     queued_events_are_stored_once_by_the_writers,
     batches_report_each_event_and_never_store_one_twice,
     events_are_read_back_newest_first_with_skew_corrected,
