@@ -9,7 +9,10 @@ fn nodelay_of_sockets_to(port: u16) -> Vec<bool> {
     use std::os::fd::{BorrowedFd, RawFd};
 
     let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc/self/fd").expect("/proc/self/fd lists").flatten() {
+    for entry in std::fs::read_dir("/proc/self/fd")
+        .expect("/proc/self/fd lists")
+        .flatten()
+    {
         let Some(fd) = entry.file_name().to_str().and_then(|name| name.parse::<RawFd>().ok()) else {
             continue;
         };
@@ -46,7 +49,10 @@ async fn pooled_postgres_connections_disable_nagle() {
         .expect("the test url parses")
         .get_port();
     let sockets = nodelay_of_sockets_to(port);
-    assert!(sockets.len() >= 3, "the three held connections are TCP sockets to port {port}");
+    assert!(
+        sockets.len() >= 3,
+        "the three held connections are TCP sockets to port {port}"
+    );
     assert!(
         sockets.iter().all(|nodelay| *nodelay),
         "every socket to PostgreSQL has TCP_NODELAY: {sockets:?}"

@@ -10,8 +10,11 @@
 //! `COPY events FROM STDIN` in batches of the same size, the fastest way
 //! PostgreSQL takes rows and the floor no insert path can beat.
 //!
+//! The three ways run in alternating rounds (`ROUNDS`, 3 by default), each
+//! with new ids, and each figure is the median of its rounds.
+//!
 //! ```text
-//! cargo bench -p metrix-metrics --bench ingestion        # EVENTS=100000 by default
+//! cargo bench -p metrix-metrics --bench ingestion        # EVENTS=100000 ROUNDS=3 by default
 //! ```
 
 use std::collections::HashMap;
@@ -25,7 +28,6 @@ use metrix_core::testing::TestIssuer;
 use metrix_metrics::{MetricsServer, MetricsSettings};
 use metrix_proto::metrics::v1::metrics_service_client::MetricsServiceClient;
 use metrix_proto::metrics::v1::{Event, TrackEventsRequest};
-use sqlx::Connection as _;
 
 /// Events per batch, as the target is stated.
 const BATCH: usize = 500;
@@ -103,6 +105,11 @@ fn main() {
 
 async fn run() {
     let total = events_total();
+    let rounds = std::env::var("ROUNDS")
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(3_usize)
+        .max(1);
     let database_url = metrix_core::testing::fresh_postgres_database().await;
     let environment: HashMap<String, String> = HashMap::from([
         ("METRIX_METRICS__LISTEN_ADDR".into(), "127.0.0.1:0".into()),
@@ -153,15 +160,6 @@ async fn run() {
     };
     send(&mut client, (0..BATCH).map(|index| event(index, "warm")).collect()).await;
 
-    let started = Instant::now();
-    for first in (0..total).step_by(BATCH) {
-        let events = (first..(first + BATCH).min(total))
-            .map(|index| event(index, "rpc"))
-            .collect();
-        send(&mut client, events).await;
-    }
-    let through_rpc = started.elapsed();
-
     // The storage step alone (what TrackEvents does after parsing), to show
     // where the time goes.
     let store_only = metrix_metrics::store::MetricsStore::new(
@@ -169,48 +167,86 @@ async fn run() {
             .await
             .expect("connects"),
     );
-    let arrival = metrix_metrics::events::Arrival {
-        received_at: metrix_core::time::now_micros(),
-        user_agent: "bench/1".into(),
-        ip: "127.0.0.1".into(),
-        oldest_retained: 0,
-    };
     let store_organization = uuid::Uuid::now_v7().to_string();
-    let started = Instant::now();
-    for first in (0..total).step_by(BATCH) {
-        let events: Vec<_> = (first..(first + BATCH).min(total))
-            .map(|index| metrix_metrics::events::parse_event(&event(index, "store"), &arrival).expect("valid"))
-            .collect();
-        store_only
-            .insert_events(&store_organization, &events)
-            .await
-            .expect("stored");
-    }
-    let through_store = started.elapsed();
-
-    let mut connection = sqlx::PgConnection::connect(&database_url).await.expect("connects");
-    let now = metrix_core::time::now_micros();
+    // A connection of the same pool as the service's (TCP_NODELAY included),
+    // so the baseline pays no network delay the service does not.
+    let copy_database = metrix_core::storage::Database::connect(&database_url)
+        .await
+        .expect("connects");
+    let metrix_core::storage::Database::Postgres(copy_pool) = &copy_database else {
+        unreachable!("the benchmark database is PostgreSQL");
+    };
+    let mut connection = copy_pool.acquire().await.expect("a connection");
     let copy_organization = uuid::Uuid::now_v7().to_string();
+    let now = metrix_core::time::now_micros();
     copy_batch(
         &mut connection,
-        (total..total + BATCH)
+        (0..BATCH)
             .map(|index| copy_line(&copy_organization, index, now))
             .collect(),
     )
     .await;
-    let started = Instant::now();
-    for first in (0..total).step_by(BATCH) {
-        let rows: String = (first..(first + BATCH).min(total))
-            .map(|index| copy_line(&copy_organization, index, now))
-            .collect();
-        copy_batch(&mut connection, rows).await;
+
+    // The three ways alternate, each round with new ids, so a drift of the
+    // machine's speed reaches all three alike; each is the median of ROUNDS.
+    let mut through_rpc = Vec::new();
+    let mut through_store = Vec::new();
+    let mut through_copy = Vec::new();
+    for round in 0..rounds {
+        let offset = BATCH + round * total;
+        let started = Instant::now();
+        for first in (offset..offset + total).step_by(BATCH) {
+            let events = (first..(first + BATCH).min(offset + total))
+                .map(|index| event(index, "rpc"))
+                .collect();
+            send(&mut client, events).await;
+        }
+        through_rpc.push(started.elapsed());
+
+        let arrival = metrix_metrics::events::Arrival {
+            received_at: metrix_core::time::now_micros(),
+            user_agent: "bench/1".into(),
+            ip: "127.0.0.1".into(),
+            oldest_retained: 0,
+        };
+        let started = Instant::now();
+        for first in (offset..offset + total).step_by(BATCH) {
+            let events: Vec<_> = (first..(first + BATCH).min(offset + total))
+                .map(|index| metrix_metrics::events::parse_event(&event(index, "store"), &arrival).expect("valid"))
+                .collect();
+            store_only
+                .insert_events(&store_organization, &events)
+                .await
+                .expect("stored");
+        }
+        through_store.push(started.elapsed());
+
+        let started = Instant::now();
+        for first in (offset..offset + total).step_by(BATCH) {
+            let rows: String = (first..(first + BATCH).min(offset + total))
+                .map(|index| copy_line(&copy_organization, index, now))
+                .collect();
+            copy_batch(&mut connection, rows).await;
+        }
+        through_copy.push(started.elapsed());
     }
-    let through_copy = started.elapsed();
+    let median = |timings: &mut Vec<Duration>| {
+        timings.sort();
+        timings[timings.len() / 2]
+    };
+    let (through_rpc, through_store, through_copy) = (
+        median(&mut through_rpc),
+        median(&mut through_store),
+        median(&mut through_copy),
+    );
     shutdown.trigger();
 
     let rate = |elapsed: Duration| total as f64 / elapsed.as_secs_f64();
     let ratio = rate(through_rpc) / rate(through_copy);
-    println!("ingestion of {total} events in batches of {BATCH} into PostgreSQL, one client, one batch at a time");
+    println!(
+        "ingestion of {total} events in batches of {BATCH} into PostgreSQL, one client, one batch at a time; \
+         median of {rounds} alternating rounds"
+    );
     println!(
         "  TrackEvents (sync, rollups)  {:>10.0} events/s  ({:.2} s)",
         rate(through_rpc),

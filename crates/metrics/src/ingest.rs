@@ -46,24 +46,41 @@ pub async fn store_and_announce(
 ) -> Result<BTreeSet<String>, MetricsError> {
     let inserted = state.store.insert_events(organization_id, events).await?;
     if !inserted.is_empty() {
-        let announced = ListEventsResponse {
-            events: events
-                .iter()
-                .filter(|event| inserted.contains(&event.event_id))
-                .map(|event| event_to_proto(event, organization_id))
-                .collect(),
-            next_page_token: String::new(),
-        };
+        let announced = stored_notice(events.iter().filter(|event| inserted.contains(&event.event_id)));
         // Live streams are best effort: the events are stored either way.
         if let Err(error) = state
             .pubsub
-            .publish(&events_channel(organization_id), &announced.encode_to_vec())
+            .publish(&events_channel(organization_id), announced.as_bytes())
             .await
         {
             tracing::warn!(error = %metrix_core::error::error_chain(&error), "cannot announce stored events");
         }
     }
     Ok(inserted)
+}
+
+/// The notice of stored events: one line per event, its app and id
+/// separated by a tab (neither holds control characters), in the order they
+/// were sent. Watchers read the events themselves from storage, so storing
+/// a batch never pays for encoding it again.
+pub fn stored_notice<'a>(events: impl Iterator<Item = &'a NewEvent>) -> String {
+    let mut notice = String::new();
+    for event in events {
+        notice.push_str(&event.app_id);
+        notice.push('\t');
+        notice.push_str(&event.event_id);
+        notice.push('\n');
+    }
+    notice
+}
+
+/// The (app, event id) pairs of a notice of stored events.
+pub fn noticed_events(payload: &[u8]) -> Vec<(String, String)> {
+    String::from_utf8_lossy(payload)
+        .lines()
+        .filter_map(|line| line.split_once('\t'))
+        .map(|(app_id, event_id)| (app_id.to_owned(), event_id.to_owned()))
+        .collect()
 }
 
 /// Appends parsed events to the ingestion stream as one entry.
@@ -191,6 +208,37 @@ pub fn spawn_writer(state: Arc<MetricsState>, work_streams: Arc<dyn WorkStream>,
 mod tests {
     use super::*;
     use crate::events::{Arrival, parse_event};
+
+    #[test]
+    fn notices_name_each_stored_event_with_its_app() {
+        let arrival = Arrival {
+            received_at: 1_795_305_600_000_000,
+            user_agent: "sdk/1".into(),
+            ip: "127.0.0.1".into(),
+            oldest_retained: 0,
+        };
+        let stored: Vec<NewEvent> = [("web app", "e-1"), ("ios", "e.2_x")]
+            .into_iter()
+            .map(|(app_id, event_id)| {
+                let event = Event {
+                    event_id: event_id.into(),
+                    app_id: app_id.into(),
+                    event_type: "click".into(),
+                    ..Default::default()
+                };
+                parse_event(&event, &arrival).expect("valid")
+            })
+            .collect();
+        let notice = stored_notice(stored.iter());
+        assert_eq!(
+            noticed_events(notice.as_bytes()),
+            [
+                ("web app".to_owned(), "e-1".to_owned()),
+                ("ios".to_owned(), "e.2_x".to_owned())
+            ]
+        );
+        assert!(noticed_events(b"").is_empty());
+    }
 
     #[test]
     fn queued_events_keep_every_stored_field() {

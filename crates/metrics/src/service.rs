@@ -84,7 +84,8 @@ pub struct MetricsState {
     pub event_retention: Duration,
 }
 
-/// The pub/sub channel on which an organisation's stored events are announced.
+/// The pub/sub channel on which an organisation's stored events are
+/// announced (their ids: [`crate::ingest::stored_notice`]).
 pub fn events_channel(organization_id: &str) -> String {
     format!("metrics:events:{organization_id}")
 }
@@ -1116,10 +1117,9 @@ impl MetricsApi {
                     _ = refresh.tick() => dirty = true,
                     announcement = announcements.next() => match announcement {
                         Some(payload) => {
-                            let matches = ListEventsResponse::decode(payload.as_slice()).is_ok_and(|batch| {
-                                app_id.is_empty() || batch.events.iter().any(|event| event.app_id == app_id)
-                            });
-                            dirty |= matches;
+                            dirty |= crate::ingest::noticed_events(&payload)
+                                .iter()
+                                .any(|(noticed_app, _)| app_id.is_empty() || *noticed_app == app_id);
                         }
                         None => return,
                     },
@@ -1143,6 +1143,8 @@ impl MetricsApi {
             .await
             .map_err(|error| metrix_core::error::unavailable("cannot subscribe to events", &error))?;
         let (sender, receiver) = tokio::sync::mpsc::channel::<Result<WatchEventsResponse, Status>>(WATCH_BUFFER);
+        let store = self.state.store.clone();
+        let organization_id = caller.organization_id.clone();
         tokio::spawn(async move {
             use futures::StreamExt as _;
             let mut skipped: i64 = 0;
@@ -1151,8 +1153,26 @@ impl MetricsApi {
                     () = sender.closed() => return,
                     announcement = announcements.next() => {
                         let Some(payload) = announcement else { return };
-                        let Ok(batch) = ListEventsResponse::decode(payload.as_slice()) else { continue };
-                        for event in batch.events.into_iter().filter(|event| selection.matches_live(event)) {
+                        let ids: Vec<String> = crate::ingest::noticed_events(&payload)
+                            .into_iter()
+                            .filter(|(app_id, _)| selection.app_id.is_empty() || selection.app_id == *app_id)
+                            .map(|(_, event_id)| event_id)
+                            .collect();
+                        if ids.is_empty() {
+                            continue;
+                        }
+                        let stored = match store.events_by_ids(&organization_id, &ids).await {
+                            Ok(stored) => stored,
+                            Err(error) => {
+                                tracing::warn!(error = %metrix_core::error::error_chain(&error), "cannot read announced events");
+                                continue;
+                            }
+                        };
+                        let events = stored
+                            .iter()
+                            .map(|event| event_to_proto(event, &organization_id))
+                            .filter(|event| selection.matches_live(event));
+                        for event in events {
                             let message = WatchEventsResponse { event: Some(event), skipped_count: skipped };
                             match sender.try_send(Ok(message)) {
                                 Ok(()) => skipped = 0,

@@ -132,17 +132,10 @@ type BucketKey<'events> = (i64, i64, &'events str, &'events str);
 /// One activity sketch: (width in seconds, bucket start, app).
 type SketchKey = (i64, i64, String);
 
-/// Rollups of the events that were new: counts per (width, bucket, app,
-/// type) and a sketch of the users per (width, bucket, app), keys sorted so
-/// concurrent batches lock rows in the same order.
-struct Rollups<'events> {
-    counts: Vec<(BucketKey<'events>, i64)>,
-    activity: BTreeMap<SketchKey, UserSketch>,
-}
-
-fn rollups<'events>(events: &'events [NewEvent], inserted: &BTreeSet<String>) -> Rollups<'events> {
+/// Event counts of the events that were new, per (width, bucket, app,
+/// type), keys sorted so concurrent batches lock rows in the same order.
+fn count_rollups<'events>(events: &'events [NewEvent], inserted: &BTreeSet<String>) -> Vec<(BucketKey<'events>, i64)> {
     let mut counts: BTreeMap<BucketKey<'_>, i64> = BTreeMap::new();
-    let mut users: BTreeMap<(i64, i64, &str), Vec<u64>> = BTreeMap::new();
     for event in events.iter().filter(|event| inserted.contains(&event.event_id)) {
         for width in ROLLUP_WIDTHS {
             let key = (
@@ -153,94 +146,91 @@ fn rollups<'events>(events: &'events [NewEvent], inserted: &BTreeSet<String>) ->
             );
             *counts.entry(key).or_default() += 1;
         }
-        if !event.user_id.is_empty() {
-            let hash = user_hash(&event.user_id);
-            for width in ROLLUP_WIDTHS {
-                users
-                    .entry((width, bucket_start(event.occurred_at, width), event.app_id.as_str()))
-                    .or_default()
-                    .push(hash);
-            }
+    }
+    counts.into_iter().collect()
+}
+
+/// A sketch of the users of `events` per (width, bucket, app), keys sorted
+/// so concurrent batches lock rows in the same order. Adding a user to a
+/// sketch twice changes nothing, so events already stored (a re-sent batch)
+/// may be included: their users are in the sketches already.
+fn activity_rollups(events: &[NewEvent]) -> BTreeMap<SketchKey, UserSketch> {
+    let mut users: BTreeMap<(i64, i64, &str), Vec<u64>> = BTreeMap::new();
+    for event in events.iter().filter(|event| !event.user_id.is_empty()) {
+        let hash = user_hash(&event.user_id);
+        for width in ROLLUP_WIDTHS {
+            users
+                .entry((width, bucket_start(event.occurred_at, width), event.app_id.as_str()))
+                .or_default()
+                .push(hash);
         }
     }
-    Rollups {
-        counts: counts.into_iter().collect(),
-        activity: users
-            .into_iter()
-            .map(|((width, bucket, app_id), hashes)| {
-                ((width, bucket, app_id.to_owned()), UserSketch::of_hashes(hashes))
-            })
-            .collect(),
-    }
+    users
+        .into_iter()
+        .map(|((width, bucket, app_id), hashes)| ((width, bucket, app_id.to_owned()), UserSketch::of_hashes(hashes)))
+        .collect()
 }
 
 fn malformed(error: crate::sketch::MalformedSketch) -> sqlx::Error {
     sqlx::Error::Decode(Box::new(error))
 }
 
-/// Adds `activity` to the stored sketches of `organization_id` (PostgreSQL):
-/// new buckets are inserted as they are; existing ones are locked in key
-/// order, merged here and written back only when they changed (a returning
-/// user changes nothing).
-async fn merge_sketches_postgres(
+/// The sketch columns of `activity` as arrays: widths, bucket starts, apps
+/// and encoded sketches.
+type SketchColumns = (Vec<i32>, Vec<i64>, Vec<String>, Vec<Vec<u8>>);
+
+fn sketch_columns<K: std::borrow::Borrow<SketchKey>>(rows: impl Iterator<Item = (K, Vec<u8>)>) -> SketchColumns {
+    let mut columns = SketchColumns::default();
+    for (key, sketch) in rows {
+        let (width, bucket, app_id) = key.borrow();
+        columns.0.push(*width as i32);
+        columns.1.push(*bucket);
+        columns.2.push(app_id.clone());
+        columns.3.push(sketch);
+    }
+    columns
+}
+
+/// Inserts the sketches of new buckets as they are and locks the existing
+/// ones (a no-op update waits for, then sees, any concurrent writer's
+/// committed sketch), returning each existing bucket with its stored sketch
+/// (NULL for the inserted ones). Parameters from `$first`: widths, bucket
+/// starts, apps, sketches; `$1` is the organisation.
+fn lock_sketches_sql(first: usize) -> String {
+    let [widths, buckets, apps, sketches] = [first, first + 1, first + 2, first + 3];
+    format!(
+        "INSERT INTO user_sketches (organization_id, width_seconds, bucket_start, app_id, sketch) \
+         SELECT $1, * FROM UNNEST(${widths}::int4[], ${buckets}::int8[], ${apps}::text[], ${sketches}::bytea[]) \
+         ON CONFLICT (organization_id, width_seconds, bucket_start, app_id) \
+         DO UPDATE SET sketch = user_sketches.sketch \
+         RETURNING width_seconds, bucket_start, app_id, CASE WHEN xmax = 0 THEN NULL ELSE sketch END AS stored"
+    )
+}
+
+/// Merges `activity` into the stored sketches `locked` returned (existing
+/// buckets, locked by this transaction) and writes back those that changed
+/// (a returning user changes nothing).
+async fn write_merged_sketches(
     connection: &mut sqlx::PgConnection,
     organization_id: &str,
     activity: &BTreeMap<SketchKey, UserSketch>,
+    locked: Vec<(SketchKey, Vec<u8>)>,
 ) -> Result<(), sqlx::Error> {
-    if activity.is_empty() {
-        return Ok(());
-    }
-    let widths = |keys: &[&SketchKey]| keys.iter().map(|(width, ..)| *width as i32).collect::<Vec<_>>();
-    let buckets = |keys: &[&SketchKey]| keys.iter().map(|(_, bucket, _)| *bucket).collect::<Vec<_>>();
-    let apps = |keys: &[&SketchKey]| keys.iter().map(|(.., app_id)| app_id.clone()).collect::<Vec<_>>();
-    let keys: Vec<&SketchKey> = activity.keys().collect();
-    let created: BTreeSet<SketchKey> = sqlx::query_as::<_, (i32, i64, String)>(
-        "INSERT INTO user_sketches (organization_id, width_seconds, bucket_start, app_id, sketch) \
-         SELECT $1, * FROM UNNEST($2::int4[], $3::int8[], $4::text[], $5::bytea[]) \
-         ON CONFLICT (organization_id, width_seconds, bucket_start, app_id) DO NOTHING \
-         RETURNING width_seconds, bucket_start, app_id",
-    )
-    .bind(organization_id)
-    .bind(widths(&keys))
-    .bind(buckets(&keys))
-    .bind(apps(&keys))
-    .bind(activity.values().map(UserSketch::encode).collect::<Vec<_>>())
-    .fetch_all(&mut *connection)
-    .await?
-    .into_iter()
-    .map(|(width, bucket, app_id)| (i64::from(width), bucket, app_id))
-    .collect();
-    let existing: Vec<&SketchKey> = keys.into_iter().filter(|key| !created.contains(*key)).collect();
-    if existing.is_empty() {
-        return Ok(());
-    }
-    let stored: Vec<(i32, i64, String, Vec<u8>)> = sqlx::query_as(
-        "SELECT width_seconds, bucket_start, app_id, sketch FROM user_sketches \
-         WHERE organization_id = $1 AND (width_seconds, bucket_start, app_id) IN \
-         (SELECT * FROM UNNEST($2::int4[], $3::int8[], $4::text[])) \
-         ORDER BY width_seconds, bucket_start, app_id FOR UPDATE",
-    )
-    .bind(organization_id)
-    .bind(widths(&existing))
-    .bind(buckets(&existing))
-    .bind(apps(&existing))
-    .fetch_all(&mut *connection)
-    .await?;
     let mut changed: Vec<(SketchKey, Vec<u8>)> = Vec::new();
-    for (width, bucket, app_id, bytes) in stored {
-        let key = (i64::from(width), bucket, app_id);
+    for (key, bytes) in locked {
         let Some(new) = activity.get(&key) else {
             continue;
         };
         let mut sketch = UserSketch::decode(&bytes).map_err(malformed)?;
         if sketch.merge(new) {
-            changed.push((key, sketch.encode()));
+            let encoded = sketch.encode();
+            changed.push((key, encoded));
         }
     }
     if changed.is_empty() {
         return Ok(());
     }
-    let changed_keys: Vec<&SketchKey> = changed.iter().map(|(key, _)| key).collect();
+    let (widths, buckets, apps, sketches) = sketch_columns(changed.into_iter());
     sqlx::query(
         "UPDATE user_sketches AS stored SET sketch = changed.sketch \
          FROM UNNEST($2::int4[], $3::int8[], $4::text[], $5::bytea[]) \
@@ -249,13 +239,39 @@ async fn merge_sketches_postgres(
          AND stored.bucket_start = changed.bucket_start AND stored.app_id = changed.app_id",
     )
     .bind(organization_id)
-    .bind(widths(&changed_keys))
-    .bind(buckets(&changed_keys))
-    .bind(apps(&changed_keys))
-    .bind(changed.iter().map(|(_, bytes)| bytes.clone()).collect::<Vec<_>>())
+    .bind(widths)
+    .bind(buckets)
+    .bind(apps)
+    .bind(sketches)
     .execute(&mut *connection)
     .await?;
     Ok(())
+}
+
+/// Adds `activity` to the stored sketches of `organization_id` (PostgreSQL,
+/// in the caller's transaction).
+async fn merge_sketches_postgres(
+    connection: &mut sqlx::PgConnection,
+    organization_id: &str,
+    activity: &BTreeMap<SketchKey, UserSketch>,
+) -> Result<(), sqlx::Error> {
+    if activity.is_empty() {
+        return Ok(());
+    }
+    let (widths, buckets, apps, sketches) = sketch_columns(activity.iter().map(|(key, sketch)| (key, sketch.encode())));
+    let locked: Vec<(i32, i64, String, Option<Vec<u8>>)> = sqlx::query_as(AssertSqlSafe(lock_sketches_sql(2)))
+        .bind(organization_id)
+        .bind(widths)
+        .bind(buckets)
+        .bind(apps)
+        .bind(sketches)
+        .fetch_all(&mut *connection)
+        .await?;
+    let locked = locked
+        .into_iter()
+        .filter_map(|(width, bucket, app_id, stored)| stored.map(|bytes| ((i64::from(width), bucket, app_id), bytes)))
+        .collect();
+    write_merged_sketches(connection, organization_id, activity, locked).await
 }
 
 /// Adds `activity` to the stored sketches of `organization_id` (SQLite,
@@ -302,68 +318,90 @@ async fn merge_sketches_portable(
     Ok(())
 }
 
-/// PostgreSQL: each statement takes whole columns as arrays (`UNNEST`), so
-/// a batch of 500 events is one statement with 13 parameters, not 7,000.
+/// A row of the ingestion statement: a new event's id, or a user sketch's
+/// key with its stored sketch (NULL when the statement inserted it).
+type IngestedRow = (
+    Option<String>,
+    Option<i32>,
+    Option<i64>,
+    Option<String>,
+    Option<Vec<u8>>,
+);
+
+/// PostgreSQL, in three round trips inside the transaction: one statement
+/// takes whole columns as arrays (`UNNEST`), stores the events that are new,
+/// adds them to the event counts (in key order, so concurrent batches lock
+/// count rows in the same order) and inserts or locks the user sketches of
+/// the batch; the sketches that gained users are written back; commit.
 async fn insert_events_postgres(
     pool: &sqlx::PgPool,
     organization_id: &str,
     events: &[NewEvent],
 ) -> Result<BTreeSet<String>, sqlx::Error> {
-    let mut transaction = pool.begin().await?;
-    let column = |value: fn(&NewEvent) -> String| events.iter().map(value).collect::<Vec<String>>();
-    let inserted: BTreeSet<String> = sqlx::query_scalar::<_, String>(
-        "INSERT INTO events (organization_id, event_id, app_id, user_id, event_type, event_name, properties, \
-         session_id, client_timestamp, sent_at, received_at, occurred_at, user_agent, ip) \
-         SELECT $1, * FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
-         $8::text[], $9::int8[], $10::int8[], $11::int8[], $12::int8[], $13::text[], $14::text[]) \
-         ON CONFLICT (organization_id, event_id) DO NOTHING RETURNING event_id",
-    )
-    .bind(organization_id)
-    .bind(column(|event| event.event_id.clone()))
-    .bind(column(|event| event.app_id.clone()))
-    .bind(column(|event| event.user_id.clone()))
-    .bind(column(|event| event.event_type.clone()))
-    .bind(column(|event| event.event_name.clone()))
-    .bind(column(|event| event.properties_json.clone()))
-    .bind(column(|event| event.session_id.clone()))
-    .bind(events.iter().map(|event| event.client_timestamp).collect::<Vec<_>>())
-    .bind(events.iter().map(|event| event.sent_at).collect::<Vec<_>>())
-    .bind(events.iter().map(|event| event.received_at).collect::<Vec<_>>())
-    .bind(events.iter().map(|event| event.occurred_at).collect::<Vec<_>>())
-    .bind(column(|event| event.user_agent.clone()))
-    .bind(column(|event| event.ip.clone()))
-    .fetch_all(&mut *transaction)
-    .await?
-    .into_iter()
-    .collect();
-    let Rollups { counts, activity } = rollups(events, &inserted);
-    if !counts.is_empty() {
-        sqlx::query(
-            "INSERT INTO event_counts (organization_id, width_seconds, bucket_start, app_id, event_type, event_count) \
-             SELECT $1, * FROM UNNEST($2::int4[], $3::int8[], $4::text[], $5::text[], $6::int8[]) \
+    let activity = activity_rollups(events);
+    let (sketch_widths, sketch_buckets, sketch_apps, sketches) =
+        sketch_columns(activity.iter().map(|(key, sketch)| (key, sketch.encode())));
+    let text = |value: fn(&NewEvent) -> &str| events.iter().map(value).collect::<Vec<&str>>();
+    let integer = |value: fn(&NewEvent) -> Option<i64>| events.iter().map(value).collect::<Vec<Option<i64>>>();
+    let sql = format!(
+        "WITH new AS ( \
+             INSERT INTO events (organization_id, event_id, app_id, user_id, event_type, event_name, properties, \
+             session_id, client_timestamp, sent_at, received_at, occurred_at, user_agent, ip) \
+             SELECT $1, * FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
+             $8::text[], $9::int8[], $10::int8[], $11::int8[], $12::int8[], $13::text[], $14::text[]) \
+             ON CONFLICT (organization_id, event_id) DO NOTHING \
+             RETURNING event_id, app_id, event_type, occurred_at \
+         ), counted AS ( \
+             INSERT INTO event_counts (organization_id, width_seconds, bucket_start, app_id, event_type, event_count) \
+             SELECT $1, width, occurred_at - mod(mod(occurred_at, width * 1000000::int8) + width * 1000000::int8, \
+             width * 1000000::int8) AS bucket, app_id, event_type, COUNT(*) \
+             FROM new CROSS JOIN UNNEST($15::int4[]) AS width \
+             GROUP BY width, bucket, app_id, event_type ORDER BY width, bucket, app_id, event_type \
              ON CONFLICT (organization_id, width_seconds, bucket_start, app_id, event_type) \
-             DO UPDATE SET event_count = event_counts.event_count + excluded.event_count",
-        )
+             DO UPDATE SET event_count = event_counts.event_count + excluded.event_count \
+         ), locked AS ({}) \
+         SELECT event_id, NULL::int4, NULL::int8, NULL::text, NULL::bytea FROM new \
+         UNION ALL SELECT NULL, width_seconds, bucket_start, app_id, stored FROM locked",
+        lock_sketches_sql(16)
+    );
+    let mut transaction = pool.begin().await?;
+    let rows: Vec<IngestedRow> = sqlx::query_as(AssertSqlSafe(sql))
         .bind(organization_id)
-        .bind(counts.iter().map(|((width, ..), _)| *width as i32).collect::<Vec<_>>())
-        .bind(counts.iter().map(|((_, bucket, ..), _)| *bucket).collect::<Vec<_>>())
-        .bind(
-            counts
-                .iter()
-                .map(|((_, _, app_id, _), _)| (*app_id).to_owned())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            counts
-                .iter()
-                .map(|((.., event_type), _)| (*event_type).to_owned())
-                .collect::<Vec<_>>(),
-        )
-        .bind(counts.iter().map(|(_, count)| *count).collect::<Vec<_>>())
-        .execute(&mut *transaction)
+        .bind(text(|event| &event.event_id))
+        .bind(text(|event| &event.app_id))
+        .bind(text(|event| &event.user_id))
+        .bind(text(|event| &event.event_type))
+        .bind(text(|event| &event.event_name))
+        .bind(text(|event| &event.properties_json))
+        .bind(text(|event| &event.session_id))
+        .bind(integer(|event| event.client_timestamp))
+        .bind(integer(|event| event.sent_at))
+        .bind(integer(|event| Some(event.received_at)))
+        .bind(integer(|event| Some(event.occurred_at)))
+        .bind(text(|event| &event.user_agent))
+        .bind(text(|event| &event.ip))
+        .bind(ROLLUP_WIDTHS.map(|width| width as i32).to_vec())
+        .bind(sketch_widths)
+        .bind(sketch_buckets)
+        .bind(sketch_apps)
+        .bind(sketches)
+        .fetch_all(&mut *transaction)
         .await?;
+    let mut inserted = BTreeSet::new();
+    let mut locked = Vec::new();
+    for row in rows {
+        match row {
+            (Some(event_id), ..) => {
+                inserted.insert(event_id);
+            }
+            (None, Some(width), Some(bucket), Some(app_id), Some(stored)) => {
+                locked.push(((i64::from(width), bucket, app_id), stored));
+            }
+            // A sketch this statement inserted: nothing to merge.
+            _ => {}
+        }
     }
-    merge_sketches_postgres(&mut transaction, organization_id, &activity).await?;
+    write_merged_sketches(&mut transaction, organization_id, &activity, locked).await?;
     transaction.commit().await?;
     Ok(inserted)
 }
@@ -409,7 +447,7 @@ async fn insert_events_portable(
         }
         inserted.extend(statement.fetch_all(&mut *transaction).await?);
     }
-    let Rollups { counts, activity } = rollups(events, &inserted);
+    let counts = count_rollups(events, &inserted);
     for chunk in counts.chunks(ROLLUP_CHUNK) {
         let rows: Vec<String> = (0..chunk.len())
             .map(|index| {
@@ -443,7 +481,7 @@ async fn insert_events_portable(
         }
         statement.execute(&mut *transaction).await?;
     }
-    merge_sketches_portable(&mut transaction, organization_id, &activity).await?;
+    merge_sketches_portable(&mut transaction, organization_id, &activity_rollups(events)).await?;
     transaction.commit().await?;
     Ok(inserted)
 }
@@ -507,6 +545,26 @@ impl MetricsStore {
             .fetch_optional(pool)
             .await)?;
         Ok(row.map(NewEvent::from))
+    }
+
+    /// The stored events among `event_ids`, in the order of `event_ids`.
+    pub async fn events_by_ids(
+        &self,
+        organization_id: &str,
+        event_ids: &[String],
+    ) -> Result<Vec<NewEvent>, MetricsError> {
+        let mut found: std::collections::HashMap<String, NewEvent> = std::collections::HashMap::new();
+        for chunk in event_ids.chunks(INSERT_CHUNK) {
+            let mut query = DynamicQuery::default();
+            let organization = query.text(organization_id);
+            query.condition(format!("organization_id = {organization}"));
+            let list = query.text_list(chunk);
+            query.condition(format!("event_id IN ({list})"));
+            let sql = format!("SELECT {EVENT_COLUMNS} FROM events {}", query.where_clause());
+            let rows = with_pool!(&self.database, pool => fetch_dynamic!(pool, EventRow, &sql, query))?;
+            found.extend(rows.into_iter().map(|row| (row.event_id.clone(), NewEvent::from(row))));
+        }
+        Ok(event_ids.iter().filter_map(|event_id| found.remove(event_id)).collect())
     }
 
     /// Up to `limit` events matching `selection` after `cursor`, in `order`.
