@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use metrix_core::storage::{BeginWrite as _, Database};
+use metrix_core::storage::{BeginWrite as _, Database, is_unique_violation};
 use metrix_core::with_pool;
 use serde::{Deserialize, Serialize};
 use sqlx::AssertSqlSafe;
@@ -328,12 +328,143 @@ type IngestedRow = (
     Option<Vec<u8>>,
 );
 
-/// PostgreSQL, in three round trips inside the transaction: one statement
-/// takes whole columns as arrays (`UNNEST`), stores the events that are new,
-/// adds them to the event counts (in key order, so concurrent batches lock
-/// count rows in the same order) and inserts or locks the user sketches of
-/// the batch; the sketches that gained users are written back; commit.
+/// Appends `text` to a row of `COPY … FROM STDIN` (text format), escaping
+/// what the format reads specially.
+fn copy_text(row: &mut String, text: &str) {
+    for character in text.chars() {
+        match character {
+            '\\' => row.push_str("\\\\"),
+            '\t' => row.push_str("\\t"),
+            '\n' => row.push_str("\\n"),
+            '\r' => row.push_str("\\r"),
+            other => row.push(other),
+        }
+    }
+}
+
+/// The rows of `events` of `organization_id` as `COPY` text, in the column
+/// order of [`COPY_EVENTS`].
+fn copy_rows(organization_id: &str, events: &[NewEvent]) -> String {
+    use std::fmt::Write as _;
+    let mut rows = String::with_capacity(events.len() * 256);
+    for event in events {
+        for text in [
+            organization_id,
+            &event.event_id,
+            &event.app_id,
+            &event.user_id,
+            &event.event_type,
+            &event.event_name,
+            &event.properties_json,
+            &event.session_id,
+        ] {
+            copy_text(&mut rows, text);
+            rows.push('\t');
+        }
+        for time in [
+            event.client_timestamp,
+            event.sent_at,
+            Some(event.received_at),
+            Some(event.occurred_at),
+        ] {
+            match time {
+                Some(micros) => write!(rows, "{micros}\t").expect("writing to a String cannot fail"),
+                None => rows.push_str("\\N\t"),
+            }
+        }
+        copy_text(&mut rows, &event.user_agent);
+        rows.push('\t');
+        copy_text(&mut rows, &event.ip);
+        rows.push('\n');
+    }
+    rows
+}
+
+const COPY_EVENTS: &str = "COPY events (organization_id, event_id, app_id, user_id, event_type, event_name, \
+     properties, session_id, client_timestamp, sent_at, received_at, occurred_at, user_agent, ip) FROM STDIN";
+
+/// PostgreSQL. A batch of new events (the usual case) is streamed with
+/// `COPY`, the cheapest way into the table; counting them and locking the
+/// user sketches is one more statement, then the sketches that gained users
+/// are written back and the transaction commits. When any event is already
+/// stored (a re-sent batch) or two batches race with the same id, `COPY`
+/// refuses it with a unique violation: the transaction is rolled back and
+/// the batch goes through [`upsert_events_postgres`], which stores only the
+/// new ones.
 async fn insert_events_postgres(
+    pool: &sqlx::PgPool,
+    organization_id: &str,
+    events: &[NewEvent],
+) -> Result<BTreeSet<String>, sqlx::Error> {
+    let ids: BTreeSet<String> = events.iter().map(|event| event.event_id.clone()).collect();
+    if ids.len() < events.len() {
+        return upsert_events_postgres(pool, organization_id, events).await;
+    }
+    let mut transaction = pool.begin().await?;
+    let mut copy = transaction.copy_in_raw(COPY_EVENTS).await?;
+    let copied = match copy.send(copy_rows(organization_id, events).into_bytes()).await {
+        Ok(_) => copy.finish().await,
+        Err(error) => {
+            let _ = copy.abort("the batch could not be sent").await;
+            Err(error)
+        }
+    };
+    match copied {
+        Ok(_) => {}
+        Err(error) if is_unique_violation(&error) => {
+            drop(transaction);
+            return upsert_events_postgres(pool, organization_id, events).await;
+        }
+        Err(error) => return Err(error),
+    }
+    let counts = count_rollups(events, &ids);
+    let activity = activity_rollups(events);
+    let (sketch_widths, sketch_buckets, sketch_apps, sketches) =
+        sketch_columns(activity.iter().map(|(key, sketch)| (key, sketch.encode())));
+    let sql = format!(
+        "WITH counted AS ( \
+             INSERT INTO event_counts (organization_id, width_seconds, bucket_start, app_id, event_type, event_count) \
+             SELECT $1, * FROM UNNEST($2::int4[], $3::int8[], $4::text[], $5::text[], $6::int8[]) \
+             ON CONFLICT (organization_id, width_seconds, bucket_start, app_id, event_type) \
+             DO UPDATE SET event_count = event_counts.event_count + excluded.event_count \
+         ), locked AS ({}) \
+         SELECT width_seconds, bucket_start, app_id, stored FROM locked",
+        lock_sketches_sql(7)
+    );
+    let locked: Vec<(i32, i64, String, Option<Vec<u8>>)> = sqlx::query_as(AssertSqlSafe(sql))
+        .bind(organization_id)
+        .bind(counts.iter().map(|((width, ..), _)| *width as i32).collect::<Vec<_>>())
+        .bind(counts.iter().map(|((_, bucket, ..), _)| *bucket).collect::<Vec<_>>())
+        .bind(counts.iter().map(|((_, _, app_id, _), _)| *app_id).collect::<Vec<_>>())
+        .bind(
+            counts
+                .iter()
+                .map(|((.., event_type), _)| *event_type)
+                .collect::<Vec<_>>(),
+        )
+        .bind(counts.iter().map(|(_, count)| *count).collect::<Vec<_>>())
+        .bind(sketch_widths)
+        .bind(sketch_buckets)
+        .bind(sketch_apps)
+        .bind(sketches)
+        .fetch_all(&mut *transaction)
+        .await?;
+    let locked = locked
+        .into_iter()
+        .filter_map(|(width, bucket, app_id, stored)| stored.map(|bytes| ((i64::from(width), bucket, app_id), bytes)))
+        .collect();
+    write_merged_sketches(&mut transaction, organization_id, &activity, locked).await?;
+    transaction.commit().await?;
+    Ok(ids)
+}
+
+/// PostgreSQL, for batches that may hold stored events, in three round
+/// trips inside the transaction: one statement takes whole columns as
+/// arrays (`UNNEST`), stores the events that are new, adds them to the event
+/// counts (in key order, so concurrent batches lock count rows in the same
+/// order) and inserts or locks the user sketches of the batch; the sketches
+/// that gained users are written back; commit.
+async fn upsert_events_postgres(
     pool: &sqlx::PgPool,
     organization_id: &str,
     events: &[NewEvent],

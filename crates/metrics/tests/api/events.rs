@@ -577,7 +577,86 @@ async fn retired_activity_rows_become_sketches(backend: Backend) {
     assert!(retired.is_err(), "user_activity is dropped");
 }
 
+/// Text with every character the storage paths treat specially comes back
+/// exactly as sent.
+async fn awkward_text_is_stored_exactly(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let organization = new_organization();
+    let key = app.issuer.api_key(&organization, &[Scope::EventsWrite]);
+    let reader = app.user(&organization, Role::CompanyUser);
+    let name = "tab\there, newline\nhere, return\r, backslash \\N and \\t, quote \" ünïcödé ✓";
+    let sent = Event {
+        event_name: name.to_owned(),
+        session_id: "s\\1".to_owned(),
+        properties: metrix_metrics::events::json_to_struct(&serde_json::json!({
+            "path": "C:\\temp\tfile\n",
+            "nested": {"list": [1.5, "two\\", null, true]},
+        })),
+        ..event("awkward-1", "page_view", "user\\with\\backslashes")
+    };
+    let answer = track(&app, &key, vec![sent.clone()]).await;
+    assert_eq!(answer.results[0].status, TrackEventStatus::Accepted as i32);
+    let stored = app
+        .client()
+        .get_event(authorized(
+            GetEventRequest {
+                event_id: "awkward-1".to_owned(),
+            },
+            &reader,
+        ))
+        .await
+        .expect("read back")
+        .into_inner()
+        .event
+        .expect("the event");
+    assert_eq!(stored.event_name, name);
+    assert_eq!(stored.session_id, sent.session_id);
+    assert_eq!(stored.user_id, sent.user_id);
+    assert_eq!(stored.properties, sent.properties);
+}
+
+/// Batches sharing event ids, sent at the same moment, store each event
+/// once and count it once.
+async fn concurrent_batches_with_the_same_ids_store_each_event_once(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let organization = new_organization();
+    let key = app.issuer.api_key(&organization, &[Scope::EventsWrite]);
+    let reader = app.user(&organization, Role::CompanyUser);
+    let batch = |first: usize| {
+        (first..first + 40)
+            .map(|index| event(&format!("race-{index}"), "click", &format!("u-{}", index % 7)))
+            .collect::<Vec<_>>()
+    };
+    // Overlapping batches: 0..40, 20..60, 40..80, 0..40 again.
+    let answers = futures::future::join_all([0, 20, 40, 0].map(|first| track(&app, &key, batch(first)))).await;
+    let accepted: usize = answers
+        .iter()
+        .flat_map(|answer| &answer.results)
+        .filter(|result| result.status == TrackEventStatus::Accepted as i32)
+        .count();
+    assert_eq!(accepted, 80, "each of the 80 distinct events is accepted exactly once");
+    let counted = app
+        .client()
+        .count_events(authorized(CountEventsRequest::default(), &reader))
+        .await
+        .expect("counted")
+        .into_inner();
+    assert_eq!(counted.total_count, 80);
+    let dashboard = app
+        .client()
+        .get_dashboard(authorized(GetDashboardRequest::default(), &reader))
+        .await
+        .expect("dashboard")
+        .into_inner()
+        .dashboard
+        .expect("dashboard");
+    assert_eq!(dashboard.total_events, 80, "the rollups count each event once");
+    assert_eq!(dashboard.active_users.expect("active users").in_range, 7);
+}
+
 both_backends!(
+    awkward_text_is_stored_exactly,
+    concurrent_batches_with_the_same_ids_store_each_event_once,
     retired_activity_rows_become_sketches,
     queued_events_are_stored_once_by_the_writers,
     batches_report_each_event_and_never_store_one_twice,
