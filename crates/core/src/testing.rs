@@ -47,6 +47,28 @@ pub async fn fresh_postgres_database() -> String {
     url.to_string()
 }
 
+/// Drops a database made by [`fresh_postgres_database`] (closing whatever
+/// connections are still open to it), for benchmarks whose databases are
+/// large.
+///
+/// # Panics
+/// When PostgreSQL is unreachable or refuses.
+pub async fn drop_postgres_database(url: &str) {
+    use sqlx::Connection as _;
+    let name = url::Url::parse(url)
+        .expect("a database url")
+        .path()
+        .trim_start_matches('/')
+        .to_owned();
+    let mut connection = sqlx::PgConnection::connect(&postgres_admin_url())
+        .await
+        .expect("PostgreSQL is reachable");
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")))
+        .execute(&mut connection)
+        .await
+        .unwrap_or_else(|error| panic!("cannot drop database {name}: {error}"));
+}
+
 /// A temporary folder and the URL of an SQLite file inside it; the folder
 /// (and the database) disappear when the guard is dropped.
 pub fn fresh_sqlite_database() -> (tempfile::TempDir, String) {

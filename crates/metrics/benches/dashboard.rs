@@ -53,7 +53,7 @@ async fn run() {
     let runs = setting("RUNS", 50);
     let raw_runs = setting("RAW_RUNS", 5);
     let url = metrix_core::testing::fresh_postgres_database().await;
-    let database = metrix_metrics::connect_and_migrate(&secrecy::SecretString::from(url))
+    let database = metrix_metrics::connect_and_migrate(&secrecy::SecretString::from(url.clone()))
         .await
         .expect("migrated");
     let metrix_core::storage::Database::Postgres(pool) = database.clone() else {
@@ -192,6 +192,9 @@ async fn run() {
             worst_error * 100.0
         );
     }
+    // Ten million events take gigabytes; leave nothing behind.
+    pool.close().await;
+    metrix_core::testing::drop_postgres_database(&url).await;
 }
 
 /// The same dashboard questions answered from raw events: the total, and the

@@ -240,6 +240,9 @@ async fn run() {
         median(&mut through_copy),
     );
     shutdown.trigger();
+    drop(connection);
+    copy_pool.close().await;
+    metrix_core::testing::drop_postgres_database(&database_url).await;
 
     let rate = |elapsed: Duration| total as f64 / elapsed.as_secs_f64();
     let ratio = rate(through_rpc) / rate(through_copy);
