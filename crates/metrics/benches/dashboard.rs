@@ -7,7 +7,7 @@
 //! by PostgreSQL itself (`generate_series`), and the rollups are built from
 //! them with the same bucketing ingestion uses, so the database holds exactly
 //! what the service would hold after ingesting them. Then, for the HOUR, DAY
-//! and WEEK presets, `dashboard::compute` runs `RUNS` times (50) and the raw
+//! and WEEK presets, `dashboard::compute` runs `RUNS` times (200) and the raw
 //! scan (series, top types, distinct users in range, DAU, WAU, MAU with
 //! `COUNT(DISTINCT)` over `events`) runs `RAW_RUNS` times (5). The active
 //! users the sketches give are printed beside the exact counts.
@@ -50,7 +50,7 @@ fn main() {
 
 async fn run() {
     let events = setting("EVENTS", 10_000_000);
-    let runs = setting("RUNS", 50);
+    let runs = setting("RUNS", 200);
     let raw_runs = setting("RAW_RUNS", 5);
     let url = metrix_core::testing::fresh_postgres_database().await;
     let database = metrix_metrics::connect_and_migrate(&secrecy::SecretString::from(url.clone()))
