@@ -63,10 +63,12 @@ pub async fn drop_postgres_database(url: &str) {
     let mut connection = sqlx::PgConnection::connect(&postgres_admin_url())
         .await
         .expect("PostgreSQL is reachable");
-    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")))
-        .execute(&mut connection)
-        .await
-        .unwrap_or_else(|error| panic!("cannot drop database {name}: {error}"));
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+    )))
+    .execute(&mut connection)
+    .await
+    .unwrap_or_else(|error| panic!("cannot drop database {name}: {error}"));
 }
 
 /// A temporary folder and the URL of an SQLite file inside it; the folder
