@@ -61,13 +61,27 @@ impl RedisBackends {
     pub async fn connect(url: &str, key_prefix: &str) -> Result<Self, CacheError> {
         let config = Config::from_url(url)?;
         let policy = ReconnectPolicy::new_exponential(0, 100, 5_000, 2);
+        // Commands and replies are small writes each awaiting an answer:
+        // with Nagle's algorithm a write spanning two segments (a queued
+        // batch of events) would wait for the server's delayed ACK.
+        let no_delay = |connection: &mut fred::types::config::ConnectionConfig| {
+            connection.tcp = fred::types::config::TcpConfig {
+                nodelay: Some(true),
+                ..fred::types::config::TcpConfig::default()
+            };
+        };
         let pool = Builder::from_config(config.clone())
             .set_policy(policy.clone())
+            .with_connection_config(no_delay)
             .build_pool(POOL_SIZE)?;
         let subscriber = Builder::from_config(config.clone())
             .set_policy(policy.clone())
+            .with_connection_config(no_delay)
             .build_subscriber_client()?;
-        let stream_reader = Builder::from_config(config).set_policy(policy).build()?;
+        let stream_reader = Builder::from_config(config)
+            .set_policy(policy)
+            .with_connection_config(no_delay)
+            .build()?;
         // Start-up fails fast on an unreachable server instead of retrying
         // forever; once connected, the policy reconnects.
         let connect = async {

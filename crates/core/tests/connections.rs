@@ -1,5 +1,5 @@
-//! PostgreSQL connections from the pool send without waiting for the
-//! server's delayed acknowledgements.
+//! Connections to PostgreSQL (every pooled one) and to Redis send without
+//! waiting for the server's delayed acknowledgements.
 
 use metrix_core::storage::Database;
 
@@ -16,8 +16,9 @@ fn nodelay_of_sockets_to(port: u16) -> Vec<bool> {
         let Some(fd) = entry.file_name().to_str().and_then(|name| name.parse::<RawFd>().ok()) else {
             continue;
         };
-        // SAFETY: only this test's thread opens or closes descriptors here
-        // while it runs; the borrow lasts two system calls.
+        // SAFETY: the borrow lasts two system calls. A descriptor closed and
+        // reused meanwhile (tests run in parallel) is at worst another
+        // socket, whose peer port then decides whether it is counted.
         let descriptor = unsafe { BorrowedFd::borrow_raw(fd) };
         let socket = socket2::SockRef::from(&descriptor);
         let to_port = socket
@@ -56,5 +57,22 @@ async fn pooled_postgres_connections_disable_nagle() {
     assert!(
         sockets.iter().all(|nodelay| *nodelay),
         "every socket to PostgreSQL has TCP_NODELAY: {sockets:?}"
+    );
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn redis_connections_disable_nagle() {
+    let url = metrix_core::testing::redis_url();
+    let _backends = metrix_core::testing::fresh_redis_backends().await;
+    let port = url::Url::parse(&url)
+        .expect("the test url parses")
+        .port()
+        .unwrap_or(6379);
+    let sockets = nodelay_of_sockets_to(port);
+    assert!(!sockets.is_empty(), "the backends hold connections to port {port}");
+    assert!(
+        sockets.iter().all(|nodelay| *nodelay),
+        "every socket to Redis has TCP_NODELAY: {sockets:?}"
     );
 }
