@@ -10,6 +10,26 @@ use serde_json::{Map, Value as Json, json};
 
 use crate::rest::{BodyRule, Route, RouteTable};
 
+/// A proto comment as a description: the lines of each paragraph joined
+/// with spaces, paragraphs separated by a blank line (CommonMark, as
+/// OpenAPI reads descriptions).
+fn description_of(comment: &str) -> String {
+    let mut paragraphs: Vec<Vec<&str>> = vec![Vec::new()];
+    for line in comment.lines().map(str::trim) {
+        match paragraphs.last_mut() {
+            Some(paragraph) if !line.is_empty() => paragraph.push(line),
+            Some(paragraph) if !paragraph.is_empty() => paragraphs.push(Vec::new()),
+            _ => {}
+        }
+    }
+    paragraphs
+        .into_iter()
+        .filter(|paragraph| !paragraph.is_empty())
+        .map(|paragraph| paragraph.join(" "))
+        .collect::<Vec<_>>()
+        .join("\n\n")
+}
+
 /// Leading comments by file and source path.
 struct Comments(HashMap<(String, Vec<i32>), String>);
 
@@ -22,13 +42,7 @@ impl Comments {
             };
             for location in &info.location {
                 if let Some(text) = &location.leading_comments {
-                    let text = text
-                        .lines()
-                        .map(str::trim)
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                        .trim()
-                        .to_owned();
+                    let text = description_of(text);
                     if !text.is_empty() {
                         comments.insert((file.name().to_owned(), location.path.clone()), text);
                     }
@@ -344,6 +358,15 @@ pub const DOCS_STYLE: &str = include_str!("docs.css");
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn comments_keep_their_paragraphs() {
+        assert_eq!(
+            super::description_of(" First line\n second line.\n\n Next paragraph.\n \n\n Last.\n"),
+            "First line second line.\n\nNext paragraph.\n\nLast."
+        );
+        assert_eq!(super::description_of("\n \n"), "");
+    }
+
     use super::*;
 
     #[test]
