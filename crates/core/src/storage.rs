@@ -221,6 +221,20 @@ impl BeginWrite for SqlitePool {
 /// the same port, is harmless.
 #[cfg(target_os = "linux")]
 fn disable_nagle_towards(port: u16) {
+    for_each_socket_to(port, |socket| {
+        if let Err(error) = socket.set_tcp_nodelay(true) {
+            tracing::debug!(error = %error, "cannot set TCP_NODELAY on a database connection");
+        }
+    });
+}
+
+#[cfg(not(target_os = "linux"))]
+fn disable_nagle_towards(_port: u16) {}
+
+/// Calls `each` with every connected socket of this process whose peer port
+/// is `port`, found through `/proc/self/fd`.
+#[cfg(target_os = "linux")]
+pub fn for_each_socket_to(port: u16, mut each: impl FnMut(socket2::SockRef<'_>)) {
     use std::os::fd::{BorrowedFd, RawFd};
 
     let Ok(entries) = std::fs::read_dir("/proc/self/fd") else {
@@ -236,24 +250,21 @@ fn disable_nagle_towards(port: u16) {
             continue;
         }
         // SAFETY: the descriptor was open when listed and is only borrowed
-        // for two system calls. Were it closed and reused in between, they
+        // for a few system calls. Were it closed and reused in between, they
         // act on whatever it became: getpeername fails on anything but a
-        // connected socket, and TCP_NODELAY only ever lowers latency.
+        // connected socket, so at worst another socket to `port` is passed.
         let descriptor = unsafe { BorrowedFd::borrow_raw(fd) };
         let socket = socket2::SockRef::from(&descriptor);
-        let to_database = socket
+        let to_port = socket
             .peer_addr()
             .ok()
             .and_then(|address| address.as_socket())
             .is_some_and(|address| address.port() == port);
-        if to_database && let Err(error) = socket.set_tcp_nodelay(true) {
-            tracing::debug!(error = %error, "cannot set TCP_NODELAY on a database connection");
+        if to_port {
+            each(socket);
         }
     }
 }
-
-#[cfg(not(target_os = "linux"))]
-fn disable_nagle_towards(_port: u16) {}
 
 /// Whether an error is a unique-constraint violation (on either backend).
 pub fn is_unique_violation(error: &sqlx::Error) -> bool {

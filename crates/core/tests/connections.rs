@@ -6,30 +6,10 @@ use metrix_core::storage::Database;
 /// Whether each of this process's TCP sockets to `port` has TCP_NODELAY.
 #[cfg(target_os = "linux")]
 fn nodelay_of_sockets_to(port: u16) -> Vec<bool> {
-    use std::os::fd::{BorrowedFd, RawFd};
-
     let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc/self/fd")
-        .expect("/proc/self/fd lists")
-        .flatten()
-    {
-        let Some(fd) = entry.file_name().to_str().and_then(|name| name.parse::<RawFd>().ok()) else {
-            continue;
-        };
-        // SAFETY: the borrow lasts two system calls. A descriptor closed and
-        // reused meanwhile (tests run in parallel) is at worst another
-        // socket, whose peer port then decides whether it is counted.
-        let descriptor = unsafe { BorrowedFd::borrow_raw(fd) };
-        let socket = socket2::SockRef::from(&descriptor);
-        let to_port = socket
-            .peer_addr()
-            .ok()
-            .and_then(|address| address.as_socket())
-            .is_some_and(|address| address.port() == port);
-        if to_port {
-            found.push(socket.tcp_nodelay().expect("a TCP socket reports TCP_NODELAY"));
-        }
-    }
+    metrix_core::storage::for_each_socket_to(port, |socket| {
+        found.push(socket.tcp_nodelay().expect("a TCP socket reports TCP_NODELAY"));
+    });
     found
 }
 

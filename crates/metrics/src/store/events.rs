@@ -132,11 +132,12 @@ type BucketKey<'events> = (i64, i64, &'events str, &'events str);
 /// One activity sketch: (width in seconds, bucket start, app).
 type SketchKey = (i64, i64, String);
 
-/// Event counts of the events that were new, per (width, bucket, app,
-/// type), keys sorted so concurrent batches lock rows in the same order.
-fn count_rollups<'events>(events: &'events [NewEvent], inserted: &BTreeSet<String>) -> Vec<(BucketKey<'events>, i64)> {
+/// Event counts of `new_events` (the events that were new), per (width,
+/// bucket, app, type), keys sorted so concurrent batches lock rows in the
+/// same order.
+fn count_rollups<'events>(new_events: impl Iterator<Item = &'events NewEvent>) -> Vec<(BucketKey<'events>, i64)> {
     let mut counts: BTreeMap<BucketKey<'_>, i64> = BTreeMap::new();
-    for event in events.iter().filter(|event| inserted.contains(&event.event_id)) {
+    for event in new_events {
         for width in ROLLUP_WIDTHS {
             let key = (
                 width,
@@ -179,6 +180,11 @@ fn malformed(error: crate::sketch::MalformedSketch) -> sqlx::Error {
 /// and encoded sketches.
 type SketchColumns = (Vec<i32>, Vec<i64>, Vec<String>, Vec<Vec<u8>>);
 
+/// The columns of the encoded sketches of `activity`.
+fn activity_columns(activity: &BTreeMap<SketchKey, UserSketch>) -> SketchColumns {
+    sketch_columns(activity.iter().map(|(key, sketch)| (key, sketch.encode())))
+}
+
 fn sketch_columns<K: std::borrow::Borrow<SketchKey>>(rows: impl Iterator<Item = (K, Vec<u8>)>) -> SketchColumns {
     let mut columns = SketchColumns::default();
     for (key, sketch) in rows {
@@ -205,6 +211,17 @@ fn lock_sketches_sql(first: usize) -> String {
          DO UPDATE SET sketch = user_sketches.sketch \
          RETURNING width_seconds, bucket_start, app_id, CASE WHEN xmax = 0 THEN NULL ELSE sketch END AS stored"
     )
+}
+
+/// A row of [`lock_sketches_sql`]: width, bucket start, app and the stored
+/// sketch (NULL when the statement inserted it).
+type LockedRow = (i32, i64, String, Option<Vec<u8>>);
+
+/// The existing sketches among `rows`, by key.
+fn existing_sketches(rows: Vec<LockedRow>) -> Vec<(SketchKey, Vec<u8>)> {
+    rows.into_iter()
+        .filter_map(|(width, bucket, app_id, stored)| stored.map(|bytes| ((i64::from(width), bucket, app_id), bytes)))
+        .collect()
 }
 
 /// Merges `activity` into the stored sketches `locked` returned (existing
@@ -258,8 +275,8 @@ async fn merge_sketches_postgres(
     if activity.is_empty() {
         return Ok(());
     }
-    let (widths, buckets, apps, sketches) = sketch_columns(activity.iter().map(|(key, sketch)| (key, sketch.encode())));
-    let locked: Vec<(i32, i64, String, Option<Vec<u8>>)> = sqlx::query_as(AssertSqlSafe(lock_sketches_sql(2)))
+    let (widths, buckets, apps, sketches) = activity_columns(activity);
+    let locked: Vec<LockedRow> = sqlx::query_as(AssertSqlSafe(lock_sketches_sql(2)))
         .bind(organization_id)
         .bind(widths)
         .bind(buckets)
@@ -267,10 +284,7 @@ async fn merge_sketches_postgres(
         .bind(sketches)
         .fetch_all(&mut *connection)
         .await?;
-    let locked = locked
-        .into_iter()
-        .filter_map(|(width, bucket, app_id, stored)| stored.map(|bytes| ((i64::from(width), bucket, app_id), bytes)))
-        .collect();
+    let locked = existing_sketches(locked);
     write_merged_sketches(connection, organization_id, activity, locked).await
 }
 
@@ -417,10 +431,9 @@ async fn insert_events_postgres(
         }
         Err(error) => return Err(error),
     }
-    let counts = count_rollups(events, &ids);
+    let counts = count_rollups(events.iter());
     let activity = activity_rollups(events);
-    let (sketch_widths, sketch_buckets, sketch_apps, sketches) =
-        sketch_columns(activity.iter().map(|(key, sketch)| (key, sketch.encode())));
+    let (sketch_widths, sketch_buckets, sketch_apps, sketches) = activity_columns(&activity);
     let sql = format!(
         "WITH counted AS ( \
              INSERT INTO event_counts (organization_id, width_seconds, bucket_start, app_id, event_type, event_count) \
@@ -431,7 +444,7 @@ async fn insert_events_postgres(
          SELECT width_seconds, bucket_start, app_id, stored FROM locked",
         lock_sketches_sql(7)
     );
-    let locked: Vec<(i32, i64, String, Option<Vec<u8>>)> = sqlx::query_as(AssertSqlSafe(sql))
+    let locked: Vec<LockedRow> = sqlx::query_as(AssertSqlSafe(sql))
         .bind(organization_id)
         .bind(counts.iter().map(|((width, ..), _)| *width as i32).collect::<Vec<_>>())
         .bind(counts.iter().map(|((_, bucket, ..), _)| *bucket).collect::<Vec<_>>())
@@ -449,10 +462,7 @@ async fn insert_events_postgres(
         .bind(sketches)
         .fetch_all(&mut *transaction)
         .await?;
-    let locked = locked
-        .into_iter()
-        .filter_map(|(width, bucket, app_id, stored)| stored.map(|bytes| ((i64::from(width), bucket, app_id), bytes)))
-        .collect();
+    let locked = existing_sketches(locked);
     write_merged_sketches(&mut transaction, organization_id, &activity, locked).await?;
     transaction.commit().await?;
     Ok(ids)
@@ -470,8 +480,7 @@ async fn upsert_events_postgres(
     events: &[NewEvent],
 ) -> Result<BTreeSet<String>, sqlx::Error> {
     let activity = activity_rollups(events);
-    let (sketch_widths, sketch_buckets, sketch_apps, sketches) =
-        sketch_columns(activity.iter().map(|(key, sketch)| (key, sketch.encode())));
+    let (sketch_widths, sketch_buckets, sketch_apps, sketches) = activity_columns(&activity);
     let text = |value: fn(&NewEvent) -> &str| events.iter().map(value).collect::<Vec<&str>>();
     let integer = |value: fn(&NewEvent) -> Option<i64>| events.iter().map(value).collect::<Vec<Option<i64>>>();
     let sql = format!(
@@ -578,7 +587,7 @@ async fn insert_events_portable(
         }
         inserted.extend(statement.fetch_all(&mut *transaction).await?);
     }
-    let counts = count_rollups(events, &inserted);
+    let counts = count_rollups(events.iter().filter(|event| inserted.contains(&event.event_id)));
     for chunk in counts.chunks(ROLLUP_CHUNK) {
         let rows: Vec<String> = (0..chunk.len())
             .map(|index| {

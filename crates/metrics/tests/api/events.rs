@@ -36,6 +36,16 @@ async fn track(app: &TestApp, key: &str, events: Vec<Event>) -> TrackEventsRespo
         .into_inner()
 }
 
+/// The number of events the caller's organisation has stored.
+async fn stored_count(app: &TestApp, caller: &str) -> i64 {
+    app.client()
+        .count_events(authorized(CountEventsRequest::default(), caller))
+        .await
+        .expect("counted")
+        .into_inner()
+        .total_count
+}
+
 async fn batches_report_each_event_and_never_store_one_twice(backend: Backend) {
     let app = spawn_app(backend).await;
     let organization = new_organization();
@@ -97,13 +107,7 @@ async fn batches_report_each_event_and_never_store_one_twice(backend: Backend) {
     );
 
     let reader = app.user(&organization, Role::CompanyUser);
-    let counted = app
-        .client()
-        .count_events(authorized(CountEventsRequest::default(), &reader))
-        .await
-        .expect("counted")
-        .into_inner();
-    assert_eq!(counted.total_count, 2, "each event stored once");
+    assert_eq!(stored_count(&app, &reader).await, 2, "each event stored once");
 
     let read_only = app.issuer.api_key(&organization, &[Scope::Read]);
     let refused = app
@@ -218,13 +222,7 @@ async fn events_are_read_back_newest_first_with_skew_corrected(backend: Backend)
             .await,
         Code::NotFound,
     );
-    let elsewhere = app
-        .client()
-        .count_events(authorized(CountEventsRequest::default(), &stranger))
-        .await
-        .expect("counted")
-        .into_inner();
-    assert_eq!(elsewhere.total_count, 0);
+    assert_eq!(stored_count(&app, &stranger).await, 0);
 }
 
 async fn dashboards_count_from_the_rollups(backend: Backend) {
@@ -481,13 +479,7 @@ async fn queued_events_are_stored_once_by_the_writers(backend: Backend) {
     let reader = app.user(&organization, Role::CompanyUser);
     let mut total = 0;
     for _ in 0..100 {
-        total = app
-            .client()
-            .count_events(authorized(CountEventsRequest::default(), &reader))
-            .await
-            .expect("counted")
-            .into_inner()
-            .total_count;
+        total = stored_count(&app, &reader).await;
         if total >= 3 {
             break;
         }
@@ -495,13 +487,7 @@ async fn queued_events_are_stored_once_by_the_writers(backend: Backend) {
     }
     assert_eq!(total, 3, "stored exactly once by event id");
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let settled = app
-        .client()
-        .count_events(authorized(CountEventsRequest::default(), &reader))
-        .await
-        .expect("counted")
-        .into_inner();
-    assert_eq!(settled.total_count, 3);
+    assert_eq!(stored_count(&app, &reader).await, 3);
 }
 
 /// A store from before the sketches: its hourly and daily `user_activity`
@@ -635,13 +621,7 @@ async fn concurrent_batches_with_the_same_ids_store_each_event_once(backend: Bac
         .filter(|result| result.status == TrackEventStatus::Accepted as i32)
         .count();
     assert_eq!(accepted, 80, "each of the 80 distinct events is accepted exactly once");
-    let counted = app
-        .client()
-        .count_events(authorized(CountEventsRequest::default(), &reader))
-        .await
-        .expect("counted")
-        .into_inner();
-    assert_eq!(counted.total_count, 80);
+    assert_eq!(stored_count(&app, &reader).await, 80);
     let dashboard = app
         .client()
         .get_dashboard(authorized(GetDashboardRequest::default(), &reader))
