@@ -3,20 +3,22 @@
 # native gRPC to the service, for the same RPC, in one run.
 #
 # What it measures
-#   One cheap unary RPC that needs no credentials,
-#   metrix.auth.v1.AuthService/GetJwks (empty request), called four ways
-#   against one `metrix dev` process (auth service and gateway in one
-#   process, release build):
-#     direct    native gRPC (h2c) straight to the auth service's gRPC port
+#   One unary RPC (RPC=dashboard by default: metrics GetDashboard of one
+#   hour of 2,000 events with a bearer token, a typical browser call; or
+#   RPC=jwks: auth GetJwks, the cheapest call, which needs no credentials),
+#   called four ways against one `metrix dev` process (services and gateway
+#   in one process, release build):
+#     direct    native gRPC (h2c) straight to the service's gRPC port
 #               (the baseline)
-#     rest      GET /.well-known/jwks.json on the gateway (HTTP/1.1)
-#     grpc-web  POST /metrix.auth.v1.AuthService/GetJwks on the gateway with
+#     rest      the RPC's REST route on the gateway (HTTP/1.1)
+#     grpc-web  POST /<service>/<method> on the gateway with
 #               content-type application/grpc-web+proto (HTTP/1.1)
 #     gw-grpc   native gRPC (h2c) through the gateway's passthrough; shown
 #               for context only (it separates the cost of the extra hop
 #               from the cost of translation), no target applies to it
 #   Every request body for the gRPC cases is the 5-byte frame of an empty
-#   message (00 00 00 00 00).
+#   message (00 00 00 00 00); for GetDashboard that asks for the caller's
+#   organisation over the last hour.
 #
 # How
 #   Every case uses the same load generator, h2load (nghttp2): h2c for the
@@ -44,10 +46,11 @@
 # How to run it (from anywhere in the repository)
 #   gateway/bench/run.sh
 # Environment knobs (defaults in brackets): CLIENTS [16], THREADS [2],
-# RPC [jwks: auth GetJwks, the cheapest call, so the gateway's own cost
-# shows in full; dashboard: metrics GetDashboard of one hour of 2,000 events,
-# a typical authenticated browser call], REQUESTS [50000],
-# WARMUP_REQUESTS [5000], ROUNDS [3], SKIP_BUILD [0]
+# RPC [dashboard: metrics GetDashboard of one hour of 2,000 events, a
+# typical authenticated browser call, where the targets are stated; jwks:
+# auth GetJwks, the cheapest call, so the gateway's own cost shows in full],
+# REQUESTS [10000 for dashboard, 50000 for jwks], WARMUP_REQUESTS [a tenth
+# of REQUESTS], ROUNDS [3], SKIP_BUILD [0]
 # (1 reuses target/release/metrix without calling cargo), GRPC_PORT
 # [50251], HTTP_PORT [18280], METRICS_PORT [50252].
 # Needs h2load, curl and nghttp; installs nghttp2-client (and curl) with
@@ -57,8 +60,6 @@ set -euo pipefail
 
 clients="${CLIENTS:-16}"
 threads="${THREADS:-2}"
-requests="${REQUESTS:-50000}"
-warmup_requests="${WARMUP_REQUESTS:-5000}"
 rounds="${ROUNDS:-3}"
 skip_build="${SKIP_BUILD:-0}"
 grpc_port="${GRPC_PORT:-50251}"
@@ -67,23 +68,27 @@ metrics_port="${METRICS_PORT:-50252}"
 
 repository_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 binary="${repository_root}/target/release/metrix"
-rpc="${RPC:-jwks}"
+rpc="${RPC:-dashboard}"
 case "${rpc}" in
     jwks)
         rpc_path="/metrix.auth.v1.AuthService/GetJwks"
         rest_path="/.well-known/jwks.json"
         rest_marker='"keys"'
+        default_requests=50000
         ;;
     dashboard)
         rpc_path="/metrix.metrics.v1.MetricsService/GetDashboard"
         rest_path="/v1/dashboard"
         rest_marker='"dashboard"'
+        default_requests=10000
         ;;
     *)
         echo "bench: RPC must be jwks or dashboard" >&2
         exit 64
         ;;
 esac
+requests="${REQUESTS:-${default_requests}}"
+warmup_requests="${WARMUP_REQUESTS:-$((default_requests / 10))}"
 
 fail() {
     echo "bench: $*" >&2
