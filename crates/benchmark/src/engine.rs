@@ -14,7 +14,9 @@
 //! version counters themselves for at most [`VERSION_REFRESH`]. A notice
 //! this instance hears drops its local counters at once; a notice it missed
 //! is seen within [`VERSION_REFRESH`]. A cached slice thus costs no round
-//! trip to Redis at all.
+//! trip to Redis at all. The peers rankings are computed against (sorted
+//! values and figures, per excluded company) are kept in that local memory
+//! only, under versioned keys too.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -42,6 +44,10 @@ pub const VERSION_REFRESH: Duration = Duration::from_secs(1);
 /// Entries of the local memory beyond which it starts afresh.
 const LOCAL_ENTRIES: usize = 10_000;
 
+/// Described peers the local memory keeps before it starts afresh (each
+/// holds a slice's sorted values, so far fewer than figures).
+const LOCAL_DESCRIBED_ENTRIES: usize = 1_000;
+
 /// What an instance remembers in front of the shared cache.
 #[derive(Default)]
 pub struct LocalMemory {
@@ -49,6 +55,9 @@ pub struct LocalMemory {
     versions: HashMap<String, (Instant, i64)>,
     /// Computed figures by versioned key, with when they were stored.
     figures: HashMap<String, (Instant, Arc<SliceFigures>)>,
+    /// Described peers (what rankings are computed against) by versioned
+    /// key, with when they were stored.
+    described: HashMap<String, (Instant, DescribedPeers)>,
 }
 
 /// The peers of a slice, apart from its metric.
@@ -270,30 +279,61 @@ impl Engine {
         scope: &Scope,
         exclude_company_id: Option<&str>,
     ) -> Result<BTreeMap<String, DescribedPeers>, BenchmarkError> {
+        let tag = self.version_tag(&scope.period).await;
+        let key_of = |metric_id: &str| {
+            tag.as_ref().map(|tag| {
+                format!(
+                    "benchmark:described:{tag}:{metric_id}:{}:{}",
+                    scope.key(),
+                    exclude_company_id.unwrap_or("-")
+                )
+            })
+        };
+        let mut described = BTreeMap::new();
+        let mut missing = Vec::new();
+        {
+            let local = self.local();
+            for metric_id in metric_ids {
+                let remembered = key_of(metric_id).and_then(|key| {
+                    local
+                        .described
+                        .get(&key)
+                        .filter(|(stored_at, _)| stored_at.elapsed() < self.cache_ttl)
+                        .map(|(_, peers)| peers.clone())
+                });
+                match remembered {
+                    Some(peers) => {
+                        described.insert(metric_id.clone(), peers);
+                    }
+                    None => missing.push(metric_id.clone()),
+                }
+            }
+        }
+        if missing.is_empty() {
+            return Ok(described);
+        }
         let values = self.peer_values(scope, exclude_company_id).await?;
-        let metric_ids = metric_ids.to_vec();
         let bootstrap = self.default_bootstrap;
-        let described = tokio::task::spawn_blocking(move || {
-            metric_ids
+        let computed: Vec<(String, DescribedPeers)> = tokio::task::spawn_blocking(move || {
+            missing
                 .into_iter()
                 .map(|metric_id| {
                     let slice_values = values.get(&metric_id).map(Vec::as_slice).unwrap_or_default();
-                    let computed_at = now_micros();
-                    let peers = match stats::describe_sorted(slice_values) {
-                        Some(description) => DescribedPeers {
-                            figures: SliceFigures::compute(&description, bootstrap, computed_at),
-                            description: Some(Arc::new(description)),
-                        },
-                        None => DescribedPeers {
-                            description: None,
-                            figures: SliceFigures::empty(Origin::Computed, computed_at),
-                        },
-                    };
-                    (metric_id, peers)
+                    (metric_id, describe_peers(slice_values, bootstrap))
                 })
                 .collect()
         })
         .await?;
+        let mut local = self.local();
+        for (metric_id, peers) in computed {
+            if let Some(key) = key_of(&metric_id) {
+                if local.described.len() >= LOCAL_DESCRIBED_ENTRIES {
+                    local.described.clear();
+                }
+                local.described.insert(key, (Instant::now(), peers.clone()));
+            }
+            described.insert(metric_id, peers);
+        }
         Ok(described)
     }
 
@@ -323,6 +363,21 @@ impl Engine {
             }
             self.local().versions.remove(&key);
         }
+    }
+}
+
+/// The description and figures of a slice's values; CPU-bound.
+fn describe_peers(values: &[f64], bootstrap: Bootstrap) -> DescribedPeers {
+    let computed_at = now_micros();
+    match stats::describe_sorted(values) {
+        Some(description) => DescribedPeers {
+            figures: SliceFigures::compute(&description, bootstrap, computed_at),
+            description: Some(Arc::new(description)),
+        },
+        None => DescribedPeers {
+            description: None,
+            figures: SliceFigures::empty(Origin::Computed, computed_at),
+        },
     }
 }
 

@@ -2,6 +2,7 @@
 //! company itself, tenancy and what-if answers.
 
 use metrix_core::authn::Role;
+use metrix_core::notices::{KPI_CHANGES_CHANNEL, KpiChanges};
 use metrix_proto::benchmark::v1::{
     CalculateRankingRequest, PercentileRankMethod, Quartile, RankCompanyRequest, RankingStatus,
 };
@@ -224,8 +225,64 @@ async fn a_sector_without_enough_peers_falls_back_to_the_band(backend: Backend) 
     assert_eq!(named.rankings[0].status, RankingStatus::PeersSuppressed as i32);
 }
 
+async fn rankings_follow_kpi_changes(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let organization = new_organization();
+    app.peers
+        .add_peers("fintech", "arr_1m_5m", "burn_multiple", "2026-Q2", &BURN);
+    let company = app.peers.add_company(&organization, "fintech", "arr_1m_5m");
+    app.peers.set_value(&company, "burn_multiple", "2026-Q2", 1.2);
+    let token = app.user(&organization, Role::CompanyUser);
+    let rank = || async {
+        let response = app
+            .client()
+            .rank_company(authorized(
+                RankCompanyRequest {
+                    company_id: company.clone(),
+                    period: "2026-Q2".into(),
+                    ..Default::default()
+                },
+                &token,
+            ))
+            .await
+            .expect("ranked")
+            .into_inner();
+        let burn = response.rankings[0].clone();
+        (burn.percentile_rank, burn.peer_statistics.expect("peers").n)
+    };
+    let first = rank().await;
+    assert_eq!(first.1, 12);
+    assert_eq!(rank().await, first, "a second ranking of unchanged peers agrees");
+
+    // Two better peers arrive and the metrics service announces them.
+    app.peers
+        .add_peers("fintech", "arr_1m_5m", "burn_multiple", "2026-Q2", &[0.5, 0.6]);
+    let changes = KpiChanges {
+        periods: vec!["2026-Q2".into()],
+        revenue_bands_changed: false,
+    };
+    let mut fresh = None;
+    for _ in 0..50 {
+        app.backends
+            .pubsub
+            .publish(KPI_CHANGES_CHANNEL, &changes.encode())
+            .await
+            .expect("published");
+        let ranked = rank().await;
+        if ranked.1 == 14 {
+            fresh = Some(ranked);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let (percentile_rank, _) = fresh.expect("the change reaches the ranking");
+    // scipy: percentileofscore(-peers, -1.2, kind="weak") with 0.5 and 0.6 added.
+    assert_close(percentile_rank, 100.0 * 10.0 / 14.0);
+}
+
 both_backends!(
     a_sector_without_enough_peers_falls_back_to_the_band,
+    rankings_follow_kpi_changes,
     ranks_are_direction_aware_and_exclude_the_company,
     other_organisations_companies_are_refused,
     a_company_without_a_band_must_name_one,

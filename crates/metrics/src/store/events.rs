@@ -125,6 +125,22 @@ fn app_condition(query: &mut DynamicQuery, app_id: &str) {
     }
 }
 
+/// Chooses an organisation's rollup buckets of `width_seconds` that start
+/// in `[start, end)`, of one app (all apps when `app_id` is empty).
+fn bucket_conditions(organization_id: &str, app_id: &str, width_seconds: i64, start: i64, end: i64) -> DynamicQuery {
+    let mut query = DynamicQuery::default();
+    let organization = query.text(organization_id);
+    query.condition(format!("organization_id = {organization}"));
+    let width = query.integer(width_seconds);
+    query.condition(format!("width_seconds = {width}"));
+    let start = query.integer(start);
+    query.condition(format!("bucket_start >= {start}"));
+    let end = query.integer(end);
+    query.condition(format!("bucket_start < {end}"));
+    app_condition(&mut query, app_id);
+    query
+}
+
 /// One count rollup bucket: (width in seconds, bucket start, app, event
 /// type).
 type BucketKey<'events> = (i64, i64, &'events str, &'events str);
@@ -765,16 +781,7 @@ impl MetricsStore {
         start: i64,
         end: i64,
     ) -> Result<Vec<(i64, i64)>, MetricsError> {
-        let mut query = DynamicQuery::default();
-        let organization = query.text(organization_id);
-        query.condition(format!("organization_id = {organization}"));
-        let width = query.integer(width_seconds);
-        query.condition(format!("width_seconds = {width}"));
-        let start = query.integer(start);
-        query.condition(format!("bucket_start >= {start}"));
-        let end = query.integer(end);
-        query.condition(format!("bucket_start < {end}"));
-        app_condition(&mut query, app_id);
+        let query = bucket_conditions(organization_id, app_id, width_seconds, start, end);
         let sql = format!(
             "SELECT bucket_start, CAST(SUM(event_count) AS BIGINT) FROM event_counts {} \
              GROUP BY bucket_start ORDER BY bucket_start",
@@ -794,16 +801,7 @@ impl MetricsStore {
         start: i64,
         end: i64,
     ) -> Result<Vec<(String, i64)>, MetricsError> {
-        let mut query = DynamicQuery::default();
-        let organization = query.text(organization_id);
-        query.condition(format!("organization_id = {organization}"));
-        let width = query.integer(width_seconds);
-        query.condition(format!("width_seconds = {width}"));
-        let start = query.integer(start);
-        query.condition(format!("bucket_start >= {start}"));
-        let end = query.integer(end);
-        query.condition(format!("bucket_start < {end}"));
-        app_condition(&mut query, app_id);
+        let query = bucket_conditions(organization_id, app_id, width_seconds, start, end);
         let sql = format!(
             "SELECT event_type, CAST(SUM(event_count) AS BIGINT) AS total FROM event_counts {} \
              GROUP BY event_type ORDER BY total DESC, event_type",
@@ -844,16 +842,7 @@ impl MetricsStore {
         start: i64,
         end: i64,
     ) -> Result<Vec<(i64, UserSketch)>, MetricsError> {
-        let mut query = DynamicQuery::default();
-        let organization = query.text(organization_id);
-        query.condition(format!("organization_id = {organization}"));
-        let width = query.integer(width_seconds);
-        query.condition(format!("width_seconds = {width}"));
-        let start = query.integer(start);
-        query.condition(format!("bucket_start >= {start}"));
-        let end = query.integer(end);
-        query.condition(format!("bucket_start < {end}"));
-        app_condition(&mut query, app_id);
+        let query = bucket_conditions(organization_id, app_id, width_seconds, start, end);
         let sql = format!(
             "SELECT bucket_start, sketch FROM user_sketches {} ORDER BY bucket_start",
             query.where_clause()
