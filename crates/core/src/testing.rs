@@ -47,9 +47,8 @@ pub async fn fresh_postgres_database() -> String {
     url.to_string()
 }
 
-/// Drops a database made by [`fresh_postgres_database`] (closing whatever
-/// connections are still open to it), for benchmarks whose databases are
-/// large.
+/// Drops a database made by [`fresh_postgres_database`], closing whatever
+/// connections are still open to it.
 ///
 /// # Panics
 /// When PostgreSQL is unreachable or refuses.
@@ -73,11 +72,119 @@ pub async fn drop_postgres_database(url: &str) {
 
 /// A temporary folder and the URL of an SQLite file inside it; the folder
 /// (and the database) disappear when the guard is dropped.
-pub fn fresh_sqlite_database() -> (tempfile::TempDir, String) {
+fn fresh_sqlite_database() -> (tempfile::TempDir, String) {
     let folder = tempfile::tempdir().expect("a temporary folder for the test database");
     let path: PathBuf = folder.path().join("metrix.db");
     let url = format!("sqlite://{}", path.display());
     (folder, url)
+}
+
+/// Which storage a test runs against.
+#[derive(Debug, Clone, Copy)]
+pub enum Backend {
+    /// A temporary SQLite file, with in-process cache and pub/sub.
+    Embedded,
+    /// PostgreSQL and Redis (under a key prefix of the test's own).
+    Postgres,
+}
+
+impl Backend {
+    /// A fresh database of this backend and the cache and pub/sub that go
+    /// with it.
+    ///
+    /// # Panics
+    /// When PostgreSQL or Redis is unreachable, saying how to start it.
+    pub async fn storage(self) -> (TestDatabase, Backends) {
+        let database = self.database().await;
+        match self {
+            Self::Embedded => (database, Backends::in_process()),
+            Self::Postgres => (database, fresh_redis_backends().await),
+        }
+    }
+
+    /// A fresh database of this backend.
+    ///
+    /// # Panics
+    /// When PostgreSQL is unreachable, saying how to start it.
+    pub async fn database(self) -> TestDatabase {
+        match self {
+            Self::Embedded => TestDatabase::sqlite(),
+            Self::Postgres => TestDatabase::postgres().await,
+        }
+    }
+}
+
+/// Runs each listed `async fn(Backend)` once per backend, as
+/// `embedded::name` and `postgres::name`.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod embedded {
+            $( #[tokio::test] async fn $name() { super::$name($crate::testing::Backend::Embedded).await } )*
+        }
+        mod postgres {
+            $( #[tokio::test] async fn $name() { super::$name($crate::testing::Backend::Postgres).await } )*
+        }
+    };
+}
+
+/// A test's own database: a temporary SQLite file, or a PostgreSQL database
+/// made by [`fresh_postgres_database`]. Dropping the guard removes it, so a
+/// test run leaves no databases behind.
+pub struct TestDatabase {
+    url: String,
+    /// The SQLite file's folder; `None` for PostgreSQL.
+    folder: Option<tempfile::TempDir>,
+}
+
+impl TestDatabase {
+    /// A temporary SQLite database.
+    pub fn sqlite() -> Self {
+        let (folder, url) = fresh_sqlite_database();
+        Self {
+            url,
+            folder: Some(folder),
+        }
+    }
+
+    /// An empty PostgreSQL database of the test's own.
+    ///
+    /// # Panics
+    /// When PostgreSQL is unreachable, with a message that says how to start it.
+    pub async fn postgres() -> Self {
+        Self {
+            url: fresh_postgres_database().await,
+            folder: None,
+        }
+    }
+
+    /// The database's URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+impl Drop for TestDatabase {
+    /// Drops a PostgreSQL database (closing the connections still open to
+    /// it) on a thread of its own, since the test's runtime may be the
+    /// current thread; the SQLite folder goes with its guard.
+    fn drop(&mut self) {
+        if self.folder.is_some() {
+            return;
+        }
+        let url = std::mem::take(&mut self.url);
+        let dropped = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime to drop the test database")
+                .block_on(drop_postgres_database(&url));
+        })
+        .join();
+        if dropped.is_err() && !std::thread::panicking() {
+            panic!("the test database could not be dropped (see the message above)");
+        }
+    }
 }
 
 /// Redis backends whose keys and channels carry a fresh prefix.

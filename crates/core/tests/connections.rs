@@ -16,8 +16,9 @@ fn nodelay_of_sockets_to(port: u16) -> Vec<bool> {
 #[cfg(target_os = "linux")]
 #[tokio::test]
 async fn pooled_postgres_connections_disable_nagle() {
-    let url = metrix_core::testing::fresh_postgres_database().await;
-    let database = Database::connect(&url).await.expect("connects to PostgreSQL");
+    let test_database = metrix_core::testing::TestDatabase::postgres().await;
+    let url = test_database.url();
+    let database = Database::connect(url).await.expect("connects to PostgreSQL");
     let Database::Postgres(pool) = &database else {
         panic!("a postgres:// url gives a PostgreSQL pool");
     };

@@ -7,8 +7,8 @@ use metrix_proto::auth::v1::{
 };
 use tonic::Code;
 
-use crate::both_backends;
 use crate::helpers::{Backend, PASSWORD, assert_code, authorized, spawn_app, unique_email, violated_fields};
+use metrix_core::both_backends;
 
 async fn an_invitation_is_used_once_and_only_by_its_email(backend: Backend) {
     let app = spawn_app(backend).await;

@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use metrix_auth::{AuthServer, AuthSettings, AuthState};
-use metrix_core::cache::Backends;
 use metrix_core::config::Settings;
 use metrix_core::server::Shutdown;
 use metrix_proto::auth::v1::auth_service_client::AuthServiceClient;
@@ -15,14 +14,8 @@ use tonic::transport::Channel;
 
 pub use metrix_core::testing::{assert_code, authorized, violated_fields};
 
-/// Which backends a test runs against.
-#[derive(Debug, Clone, Copy)]
-pub enum Backend {
-    /// SQLite file and in-process cache.
-    Embedded,
-    /// PostgreSQL and Redis.
-    Postgres,
-}
+pub use metrix_core::testing::Backend;
+use metrix_core::testing::TestDatabase;
 
 /// A running auth service and a client for it.
 pub struct TestApp {
@@ -32,26 +25,13 @@ pub struct TestApp {
     pub client: AuthServiceClient<Channel>,
     pub state: Arc<AuthState>,
     shutdown: Shutdown,
-    _folder: Option<tempfile::TempDir>,
+    _database: TestDatabase,
 }
 
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.shutdown.trigger();
     }
-}
-
-/// Runs each listed test once per backend.
-#[macro_export]
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod embedded {
-            $( #[tokio::test] async fn $name() { super::$name($crate::helpers::Backend::Embedded).await } )*
-        }
-        mod postgres {
-            $( #[tokio::test] async fn $name() { super::$name($crate::helpers::Backend::Postgres).await } )*
-        }
-    };
 }
 
 /// The service with default settings.
@@ -62,20 +42,11 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 /// The service with some settings overridden (`METRIX_…` names).
 pub async fn spawn_app_with(backend: Backend, overrides: &[(&str, &str)]) -> TestApp {
     metrix_core::telemetry::init_test_logging();
-    let (folder, database_url, backends) = match backend {
-        Backend::Embedded => {
-            let (folder, url) = metrix_core::testing::fresh_sqlite_database();
-            (Some(folder), url, Backends::in_process())
-        }
-        Backend::Postgres => {
-            let url = metrix_core::testing::fresh_postgres_database().await;
-            (None, url, metrix_core::testing::fresh_redis_backends().await)
-        }
-    };
+    let (database, backends) = backend.storage().await;
     let master_key = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>());
     let mut environment: HashMap<String, String> = HashMap::from([
         ("METRIX_AUTH__LISTEN_ADDR".into(), "127.0.0.1:0".into()),
-        ("METRIX_AUTH__DATABASE_URL".into(), database_url),
+        ("METRIX_AUTH__DATABASE_URL".into(), database.url().to_owned()),
         ("METRIX_AUTH__MASTER_KEY".into(), master_key),
         ("METRIX_SHUTDOWN_GRACE_SECONDS".into(), "1".into()),
     ]);
@@ -98,7 +69,7 @@ pub async fn spawn_app_with(backend: Backend, overrides: &[(&str, &str)]) -> Tes
         client,
         state,
         shutdown,
-        _folder: folder,
+        _database: database,
     }
 }
 

@@ -18,8 +18,8 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use tonic::Code;
 
-use crate::both_backends;
 use crate::helpers::{Backend, TestApp, assert_code, spawn_app_with, unique_email, violated_fields};
+use metrix_core::both_backends;
 
 const ISSUER: &str = "https://fake-provider.test";
 const CLIENT_ID: &str = "metrix-test-client";

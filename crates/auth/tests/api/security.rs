@@ -10,8 +10,8 @@ use metrix_proto::auth::v1::{
 };
 use tonic::Code;
 
-use crate::both_backends;
 use crate::helpers::{Backend, PASSWORD, TestApp, assert_code, authorized, spawn_app, unique_email};
+use metrix_core::both_backends;
 
 /// Claims like the service's own, for a subject of the app's organisation.
 async fn genuine_claims(app: &TestApp) -> AccessClaims {

@@ -1,8 +1,8 @@
 use metrix_proto::auth::v1::{GetCurrentUserRequest, Role, SignInRequest, SignUpRequest};
 use tonic::Code;
 
-use crate::both_backends;
 use crate::helpers::{Backend, PASSWORD, assert_code, authorized, spawn_app, unique_email, violated_fields};
+use metrix_core::both_backends;
 
 async fn sign_up_creates_an_organisation_whose_first_user_is_admin(backend: Backend) {
     let app = spawn_app(backend).await;

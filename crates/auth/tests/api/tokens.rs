@@ -4,8 +4,8 @@ use metrix_proto::auth::v1::{
 };
 use tonic::Code;
 
-use crate::both_backends;
 use crate::helpers::{Backend, assert_code, authorized, spawn_app, spawn_app_with};
+use metrix_core::both_backends;
 
 async fn refresh_rotates_and_a_retry_within_the_grace_window_succeeds(backend: Backend) {
     let app = spawn_app(backend).await;
@@ -260,5 +260,5 @@ mod concurrency {
             .expect("second successor");
     }
 
-    crate::both_backends!(concurrent_refreshes_of_one_token_do_not_revoke_the_session);
+    metrix_core::both_backends!(concurrent_refreshes_of_one_token_do_not_revoke_the_session);
 }

@@ -10,8 +10,8 @@ use metrix_proto::benchmark::v1::{
 use metrix_proto::common::v1::TimeRange;
 use tonic::Code;
 
-use crate::both_backends;
 use crate::helpers::*;
+use metrix_core::both_backends;
 
 /// NDR values of twenty peers, one far outlier; the expected figures below
 /// are numpy's and scipy's on these values (`np.percentile`, `np.std(ddof=1)`,

@@ -20,27 +20,8 @@ use tonic::transport::Channel;
 
 pub use metrix_core::testing::{assert_code, authorized, violated_fields};
 
-/// Which backend a test runs against.
-#[derive(Debug, Clone, Copy)]
-pub enum Backend {
-    /// An SQLite file and in-process cache and pub/sub.
-    Embedded,
-    /// PostgreSQL and Redis.
-    Postgres,
-}
-
-/// Runs each listed test once per backend.
-#[macro_export]
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod embedded {
-            $( #[tokio::test] async fn $name() { super::$name($crate::helpers::Backend::Embedded).await } )*
-        }
-        mod postgres {
-            $( #[tokio::test] async fn $name() { super::$name($crate::helpers::Backend::Postgres).await } )*
-        }
-    };
-}
+pub use metrix_core::testing::Backend;
+use metrix_core::testing::TestDatabase;
 
 /// One company the stand-in knows.
 #[derive(Debug, Clone)]
@@ -213,7 +194,7 @@ pub struct TestApp {
     pub peers: Arc<FakePeers>,
     pub backends: Backends,
     shutdown: Shutdown,
-    _folder: Option<tempfile::TempDir>,
+    _database: TestDatabase,
 }
 
 impl Drop for TestApp {
@@ -230,20 +211,10 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 /// The service with extra settings.
 pub async fn spawn_app_with(backend: Backend, extra: &[(&str, &str)]) -> TestApp {
     metrix_core::telemetry::init_test_logging();
-    let (folder, database_url, backends) = match backend {
-        Backend::Embedded => {
-            let (folder, url) = metrix_core::testing::fresh_sqlite_database();
-            (Some(folder), url, Backends::in_process())
-        }
-        Backend::Postgres => (
-            None,
-            metrix_core::testing::fresh_postgres_database().await,
-            metrix_core::testing::fresh_redis_backends().await,
-        ),
-    };
+    let (database, backends) = backend.storage().await;
     let mut environment: HashMap<String, String> = HashMap::from([
         ("METRIX_BENCHMARK__LISTEN_ADDR".into(), "127.0.0.1:0".into()),
-        ("METRIX_BENCHMARK__DATABASE_URL".into(), database_url),
+        ("METRIX_BENCHMARK__DATABASE_URL".into(), database.url().to_owned()),
         // Fewer resamples keep debug builds quick; the figures are exact either way.
         ("METRIX_BENCHMARK__BOOTSTRAP_RESAMPLES".into(), "500".into()),
         ("METRIX_SHUTDOWN_GRACE_SECONDS".into(), "1".into()),
@@ -275,7 +246,7 @@ pub async fn spawn_app_with(backend: Backend, extra: &[(&str, &str)]) -> TestApp
         peers,
         backends,
         shutdown,
-        _folder: folder,
+        _database: database,
     }
 }
 

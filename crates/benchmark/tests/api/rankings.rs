@@ -8,8 +8,8 @@ use metrix_proto::benchmark::v1::{
 };
 use tonic::Code;
 
-use crate::both_backends;
 use crate::helpers::*;
+use metrix_core::both_backends;
 
 /// Burn multiples of twelve peers (lower is better).
 const BURN: [f64; 12] = [0.8, 1.1, 1.3, 1.5, 1.7, 2.0, 2.2, 2.6, 3.0, 3.5, 4.2, 5.0];

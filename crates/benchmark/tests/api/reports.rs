@@ -7,8 +7,8 @@ use metrix_proto::benchmark::v1::{
 };
 use tonic::Code;
 
-use crate::both_backends;
 use crate::helpers::*;
+use metrix_core::both_backends;
 
 async fn reports_compare_a_company_and_download_in_every_format(backend: Backend) {
     let app = spawn_app(backend).await;

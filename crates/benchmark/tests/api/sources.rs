@@ -8,8 +8,8 @@ use metrix_proto::benchmark::v1::{
 };
 use tonic::Code;
 
-use crate::both_backends;
 use crate::helpers::*;
+use metrix_core::both_backends;
 
 fn survey_row(band: &str, n: i32) -> BenchmarkDataRow {
     BenchmarkDataRow {

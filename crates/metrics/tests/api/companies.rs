@@ -5,8 +5,8 @@ use metrix_proto::metrics::v1::*;
 use prost_types::FieldMask;
 use tonic::{Code, Request};
 
-use crate::both_backends;
 use crate::helpers::*;
+use metrix_core::both_backends;
 
 async fn companies_are_created_read_and_updated(backend: Backend) {
     let app = spawn_app(backend).await;

@@ -7,8 +7,8 @@ use metrix_proto::common::v1::TimeRange;
 use metrix_proto::metrics::v1::*;
 use tonic::Code;
 
-use crate::both_backends;
 use crate::helpers::*;
+use metrix_core::both_backends;
 
 const MINUTE: i64 = 60_000_000;
 

@@ -9,8 +9,8 @@ use metrix_core::time::{now_micros, timestamp};
 use metrix_proto::metrics::v1::*;
 use tonic::Code;
 
-use crate::both_backends;
 use crate::helpers::*;
+use metrix_core::both_backends;
 
 fn event(event_id: &str, event_type: &str, user_id: &str) -> Event {
     Event {
@@ -498,14 +498,8 @@ async fn retired_activity_rows_become_sketches(backend: Backend) {
     use metrix_metrics::store::MetricsStore;
     use metrix_metrics::store::events::bucket_start;
 
-    let (_folder, url) = match backend {
-        Backend::Embedded => {
-            let (folder, url) = metrix_core::testing::fresh_sqlite_database();
-            (Some(folder), url)
-        }
-        Backend::Postgres => (None, metrix_core::testing::fresh_postgres_database().await),
-    };
-    let url = secrecy::SecretString::from(url);
+    let test_database = backend.database().await;
+    let url = secrecy::SecretString::from(test_database.url());
     let database = metrix_metrics::connect_and_migrate(&url).await.expect("migrated");
     let store = MetricsStore::new(database.clone());
     let now = now_micros();

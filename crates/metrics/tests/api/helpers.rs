@@ -5,7 +5,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use metrix_core::authn::{Role, Scope};
-use metrix_core::cache::Backends;
 use metrix_core::config::Settings;
 use metrix_core::server::Shutdown;
 use metrix_core::testing::TestIssuer;
@@ -17,14 +16,8 @@ use tonic::transport::Channel;
 
 pub use metrix_core::testing::{assert_code, authorized, violated_fields};
 
-/// Which backend a test runs against.
-#[derive(Debug, Clone, Copy)]
-pub enum Backend {
-    /// An SQLite file and in-process pub/sub.
-    Embedded,
-    /// PostgreSQL and Redis.
-    Postgres,
-}
+pub use metrix_core::testing::Backend;
+use metrix_core::testing::TestDatabase;
 
 /// A running metrics service, a client for it, and the issuer of callers'
 /// credentials.
@@ -32,7 +25,7 @@ pub struct TestApp {
     pub client: MetricsServiceClient<Channel>,
     pub issuer: Arc<TestIssuer>,
     shutdown: Shutdown,
-    _folder: Option<tempfile::TempDir>,
+    _database: TestDatabase,
 }
 
 impl Drop for TestApp {
@@ -41,36 +34,13 @@ impl Drop for TestApp {
     }
 }
 
-/// Runs each listed test once per backend.
-#[macro_export]
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod embedded {
-            $( #[tokio::test] async fn $name() { super::$name($crate::helpers::Backend::Embedded).await } )*
-        }
-        mod postgres {
-            $( #[tokio::test] async fn $name() { super::$name($crate::helpers::Backend::Postgres).await } )*
-        }
-    };
-}
-
 /// The service with default settings.
 pub async fn spawn_app(backend: Backend) -> TestApp {
     metrix_core::telemetry::init_test_logging();
-    let (folder, database_url, backends) = match backend {
-        Backend::Embedded => {
-            let (folder, url) = metrix_core::testing::fresh_sqlite_database();
-            (Some(folder), url, Backends::in_process())
-        }
-        Backend::Postgres => (
-            None,
-            metrix_core::testing::fresh_postgres_database().await,
-            metrix_core::testing::fresh_redis_backends().await,
-        ),
-    };
+    let (database, backends) = backend.storage().await;
     let environment: HashMap<String, String> = HashMap::from([
         ("METRIX_METRICS__LISTEN_ADDR".into(), "127.0.0.1:0".into()),
-        ("METRIX_METRICS__DATABASE_URL".into(), database_url),
+        ("METRIX_METRICS__DATABASE_URL".into(), database.url().to_owned()),
         (
             "METRIX_METRICS__PEER_KEY_SECRET".into(),
             "test-peer-key-secret-of-32-characters".into(),
@@ -92,7 +62,7 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
         client,
         issuer,
         shutdown,
-        _folder: folder,
+        _database: database,
     }
 }
 

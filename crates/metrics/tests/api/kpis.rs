@@ -7,8 +7,8 @@ use metrix_core::authn::{Role, Scope};
 use metrix_proto::metrics::v1::*;
 use tonic::Code;
 
-use crate::both_backends;
 use crate::helpers::*;
+use metrix_core::both_backends;
 
 fn kpi(company_id: &str, metric_id: &str, period: &str, value: f64) -> KpiValue {
     KpiValue {

@@ -6,8 +6,8 @@ use metrix_core::authn::{Role, Scope};
 use metrix_proto::metrics::v1::*;
 use tonic::Code;
 
-use crate::both_backends;
 use crate::helpers::*;
+use metrix_core::both_backends;
 
 async fn collect(app: &TestApp, token: &str, request: ListPeerValuesRequest) -> (Vec<PeerValue>, String) {
     let mut stream = app
