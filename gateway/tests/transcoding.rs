@@ -78,13 +78,20 @@ fn respond(method: Method, path: &str, response: Json) -> Json {
 #[test]
 fn a_body_field_and_a_nested_path_variable_bind_together() {
     // PATCH /v1/companies/{company.company_id} with body "company" and the
-    // update mask in the query.
+    // update mask in the query. The body may repeat the path's id, but only
+    // with the same value.
     let actual = transcode(
         Method::PATCH,
         "/v1/companies/c-42?updateMask=name,foundingYear",
-        json!({"name": "Acme Analytics", "foundingYear": 2019, "businessModel": "BUSINESS_MODEL_B2B_SAAS", "companyId": "ignored-body-id"}),
+        json!({"name": "Acme Analytics", "foundingYear": 2019, "businessModel": "BUSINESS_MODEL_B2B_SAAS", "companyId": "c-42"}),
     );
     assert_snapshot("update_company_request", &actual);
+    let conflicting = transcode(
+        Method::PATCH,
+        "/v1/companies/c-42",
+        json!({"name": "Acme Analytics", "companyId": "c-43"}),
+    );
+    assert_snapshot("update_company_conflicting_id", &conflicting);
 }
 
 #[test]

@@ -89,6 +89,11 @@ pub async fn enqueue(
     organization_id: &str,
     events: &[NewEvent],
 ) -> Result<(), CacheError> {
+    // A batch whose every event was refused queues nothing (a worker would
+    // refuse an empty entry).
+    if events.is_empty() {
+        return Ok(());
+    }
     let entry = ListEventsResponse {
         events: events
             .iter()
@@ -238,6 +243,35 @@ mod tests {
             ]
         );
         assert!(noticed_events(b"").is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_batch_with_no_events_to_store_queues_nothing() {
+        let backends = metrix_core::cache::Backends::in_process();
+        let streams = backends.work_streams.as_ref();
+        enqueue(streams, "org-1", &[]).await.expect("nothing to queue");
+        let entry = Event {
+            event_id: "q-0".into(),
+            app_id: "ios".into(),
+            event_type: "click".into(),
+            ..Default::default()
+        };
+        let arrival = Arrival {
+            received_at: 1_795_305_600_000_000,
+            user_agent: "sdk/1".into(),
+            ip: "127.0.0.1".into(),
+            oldest_retained: 0,
+        };
+        let event = parse_event(&entry, &arrival).expect("valid");
+        enqueue(streams, "org-1", std::slice::from_ref(&event))
+            .await
+            .expect("queued");
+        let delivered = streams
+            .read_new(INGEST_STREAM, WRITERS_GROUP, "worker-1", 10, Duration::from_millis(10))
+            .await
+            .expect("read");
+        assert_eq!(delivered.len(), 1, "only the batch with an event was queued");
+        assert_eq!(decode_entry(&delivered[0]).map(|(_, events)| events.len()), Some(1));
     }
 
     #[test]

@@ -56,7 +56,9 @@ pub fn request_message(
         ));
     }
     for binding in bindings {
-        insert_path(&input, &mut root, &binding.field_path, &binding.value);
+        if let Err(violation) = insert_path(&input, &mut root, &binding.field_path, &binding.value) {
+            violations.push(violation);
+        }
     }
     let message = read_fields(&input, root, "", &mut violations);
     if violations.is_empty() {
@@ -156,28 +158,82 @@ fn insert_query(
     Ok(())
 }
 
-fn insert_path(input: &MessageDescriptor, root: &mut Map<String, Json>, path: &[String], value: &str) {
+/// Sets the field at `path` to a path variable's `value`. The body may
+/// carry the same field only with that same value: another value, or one of
+/// another type, is refused rather than silently replaced.
+fn insert_path(
+    input: &MessageDescriptor,
+    root: &mut Map<String, Json>,
+    path: &[String],
+    value: &str,
+) -> Result<(), FieldViolation> {
     let mut message = input.clone();
     let mut object = root;
+    let mut named = String::new();
+    // The first disagreement found; the path value is set all the same, so
+    // the field is reported once.
+    let mut refused = None;
     for (index, part) in path.iter().enumerate() {
         // Route loading checked that every path variable resolves to a scalar.
         let Some(field) = field_named(&message, part) else {
-            return;
+            break;
         };
         let json_name = field.json_name().to_owned();
-        if index + 1 == path.len() {
-            // A path value wins over the same field in the body.
-            object.insert(json_name, scalar_json(&field, value));
-            return;
+        if !named.is_empty() {
+            named.push('.');
         }
-        let Kind::Message(next) = field.kind() else { return };
+        named.push_str(&json_name);
+        // The body may name the field by its proto name; keep one entry,
+        // under the JSON name.
+        if field.name() != json_name
+            && let Some(sent) = object.remove(field.name())
+            && object.insert(json_name.clone(), sent).is_some()
+        {
+            refused.get_or_insert_with(|| {
+                FieldViolation::new(
+                    named.clone(),
+                    format!("is given twice, as {} and as {json_name}", field.name()),
+                )
+            });
+        }
+        if index + 1 == path.len() {
+            if object.get(&json_name).is_some_and(|sent| !same_scalar(sent, value)) {
+                refused.get_or_insert_with(|| {
+                    FieldViolation::new(
+                        named.clone(),
+                        format!("is set by the URL to {value:?}; the body must leave it out or agree"),
+                    )
+                });
+            }
+            object.insert(json_name, scalar_json(&field, value));
+            break;
+        }
+        let Kind::Message(next) = field.kind() else {
+            break;
+        };
         message = next;
         let entry = object.entry(json_name).or_insert_with(|| Json::Object(Map::new()));
         if !entry.is_object() {
+            if !entry.is_null() {
+                refused.get_or_insert_with(|| FieldViolation::new(named.clone(), "must be a JSON object"));
+            }
             *entry = Json::Object(Map::new());
         }
-        let Json::Object(inner) = entry else { return };
+        let Json::Object(inner) = entry else { break };
         object = inner;
+    }
+    refused.map_or(Ok(()), Err)
+}
+
+/// Whether a body's JSON value says the same as a path variable's text
+/// (`null` says nothing).
+fn same_scalar(sent: &Json, text: &str) -> bool {
+    match sent {
+        Json::Null => true,
+        Json::String(sent) => sent == text,
+        Json::Number(number) => number.to_string() == text,
+        Json::Bool(flag) => flag.to_string() == text,
+        Json::Array(_) | Json::Object(_) => false,
     }
 }
 
@@ -345,6 +401,45 @@ mod tests {
             json,
             serde_json::json!({"pageSize": 5, "pageToken": "abc", "kind": "AUDIT_EVENT_KIND_SIGN_UP"})
         );
+    }
+
+    #[test]
+    fn the_body_may_repeat_a_path_field_only_with_its_value() {
+        for body in [
+            r#"{"role":"ROLE_ADMIN","userId":"u-1"}"#,
+            r#"{"role":"ROLE_ADMIN","user_id":"u-1"}"#,
+            r#"{"role":"ROLE_ADMIN","userId":null}"#,
+        ] {
+            let json = transcode(Method::POST, "/v1/users/u-1:updateRole", None, body).unwrap();
+            assert_eq!(
+                json,
+                serde_json::json!({"userId": "u-1", "role": "ROLE_ADMIN"}),
+                "{body}"
+            );
+        }
+        for body in [
+            r#"{"role":"ROLE_ADMIN","userId":{}}"#,
+            r#"{"role":"ROLE_ADMIN","userId":123}"#,
+            r#"{"role":"ROLE_ADMIN","user_id":"someone-else"}"#,
+            r#"{"role":"ROLE_ADMIN","user_id":"u-1","userId":"u-1"}"#,
+        ] {
+            let violations = transcode(Method::POST, "/v1/users/u-1:updateRole", None, body).unwrap_err();
+            let fields: Vec<&str> = violations.iter().map(|violation| violation.field.as_str()).collect();
+            assert_eq!(fields, ["userId"], "{body}");
+        }
+        let json = transcode(
+            Method::PATCH,
+            "/v1/companies/c-1",
+            None,
+            r#"{"company_id":"c-1","name":"Ada"}"#,
+        )
+        .unwrap();
+        assert_eq!(json["company"]["companyId"], "c-1");
+        assert_eq!(json["company"]["name"], "Ada");
+        let violations = transcode(Method::PATCH, "/v1/companies/c-1", None, r#"{"companyId":"c-2"}"#).unwrap_err();
+        assert_eq!(violations[0].field, "company.companyId");
+        let violations = transcode(Method::PATCH, "/v1/companies/c-1", None, r#""Ada""#).unwrap_err();
+        assert_eq!(violations[0].field, "company");
     }
 
     #[test]
