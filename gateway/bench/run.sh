@@ -51,7 +51,8 @@
 # auth GetJwks, the cheapest call, so the gateway's own cost shows in full],
 # REQUESTS [10000 for dashboard, 50000 for jwks], WARMUP_REQUESTS [a tenth
 # of REQUESTS], ROUNDS [3], SKIP_BUILD [0]
-# (1 reuses target/release/metrix without calling cargo), GRPC_PORT
+# (1 reuses target/release/metrix without calling cargo), BINARY [unset;
+# a path measures that binary instead, without building], GRPC_PORT
 # [50251], HTTP_PORT [18280], METRICS_PORT [50252].
 # Needs h2load, curl and nghttp; installs nghttp2-client (and curl) with
 # apt-get when they are missing and that is possible.
@@ -62,12 +63,13 @@ clients="${CLIENTS:-16}"
 threads="${THREADS:-2}"
 rounds="${ROUNDS:-3}"
 skip_build="${SKIP_BUILD:-0}"
+[[ -n "${BINARY:-}" ]] && skip_build=1
 grpc_port="${GRPC_PORT:-50251}"
 http_port="${HTTP_PORT:-18280}"
 metrics_port="${METRICS_PORT:-50252}"
 
 repository_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-binary="${repository_root}/target/release/metrix"
+binary="${BINARY:-${repository_root}/target/release/metrix}"
 rpc="${RPC:-dashboard}"
 case "${rpc}" in
     jwks)

@@ -113,7 +113,11 @@ pub async fn handle(edge: Arc<Edge>, request: Request) -> Response {
         Ok(Ok(response)) => match DynamicMessage::decode(route.method.output(), response.into_inner()) {
             Ok(message) => match file_download(&message) {
                 Some(file) => file,
-                None => Json(transcode::response_json(route, &message)).into_response(),
+                None => (
+                    [(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+                    transcode::response_bytes(route, &message),
+                )
+                    .into_response(),
             },
             Err(error) => {
                 tracing::error!(error = %error, rpc = route.grpc_path(), "upstream answer does not decode");

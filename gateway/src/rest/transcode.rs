@@ -327,6 +327,20 @@ pub fn message_json(message: &DynamicMessage) -> Json {
         .unwrap_or(Json::Null)
 }
 
+/// The JSON body of a response as bytes: the whole message written
+/// straight from the message (no JSON tree in between), or the
+/// `response_body` field.
+pub fn response_bytes(route: &Route, message: &DynamicMessage) -> Vec<u8> {
+    if route.response_body.is_some() {
+        return serde_json::to_vec(&response_json(route, message)).unwrap_or_else(|_| b"null".to_vec());
+    }
+    let mut bytes = Vec::with_capacity(4096);
+    match message.serialize_with_options(&mut serde_json::Serializer::new(&mut bytes), &SerializeOptions::new()) {
+        Ok(()) => bytes,
+        Err(_) => b"null".to_vec(),
+    }
+}
+
 /// The JSON body of a response: the whole message, or the `response_body`
 /// field (present even when empty).
 pub fn response_json(route: &Route, message: &DynamicMessage) -> Json {
@@ -440,6 +454,25 @@ mod tests {
         assert_eq!(violations[0].field, "company.companyId");
         let violations = transcode(Method::PATCH, "/v1/companies/c-1", None, r#""Ada""#).unwrap_err();
         assert_eq!(violations[0].field, "company");
+    }
+
+    #[test]
+    fn response_bytes_are_the_canonical_json() {
+        let table = table();
+        let RouteMatch::Found(route, _) = table.find(&Method::GET, "/v1/dashboard") else {
+            panic!("no dashboard route")
+        };
+        let answer = serde_json::json!({"dashboard": {
+            "totalEvents": "2000",
+            "series": [{"startTime": "2026-12-02T00:56:00Z", "eventCount": "2"}],
+            "rangePreset": "RANGE_PRESET_HOUR",
+            "bucketWidth": "60s"
+        }});
+        let message = DynamicMessage::deserialize(route.method.output(), answer.clone()).expect("a valid answer");
+        let bytes = response_bytes(route, &message);
+        let written: Json = serde_json::from_slice(&bytes).expect("valid JSON");
+        assert_eq!(written, answer);
+        assert_eq!(written, response_json(route, &message));
     }
 
     #[test]
