@@ -2,7 +2,6 @@
 //! bad input.
 
 use metrix_core::authn::Role;
-use metrix_core::notices::{KPI_CHANGES_CHANNEL, KpiChanges};
 use metrix_proto::benchmark::v1::{
     GetBenchmarkRequest, GetBenchmarkTimeSeriesRequest, ListRevenueBandsRequest, ListSectorsRequest, SuppressionStatus,
     TimeGranularity, TrendDirection,
@@ -191,17 +190,9 @@ async fn slices_are_cached_until_kpis_change(backend: Backend) {
 
     // New values arrive and the metrics service announces them.
     app.peers.add_peers("fintech", "arr_1m_5m", "ndr", "2026-Q2", &[150.0]);
-    let changes = KpiChanges {
-        periods: vec!["2026-Q2".into()],
-        revenue_bands_changed: false,
-    };
     let mut fresh = None;
     for _ in 0..50 {
-        app.backends
-            .pubsub
-            .publish(KPI_CHANGES_CHANNEL, &changes.encode())
-            .await
-            .expect("published");
+        app.announce_kpi_changes("2026-Q2").await;
         let answer = app
             .client()
             .get_benchmark(authorized(ndr_request("arr_1m_5m"), &token))

@@ -12,6 +12,7 @@ use metrix_benchmark::{BenchmarkServer, BenchmarkSettings};
 use metrix_core::authn::Role;
 use metrix_core::cache::Backends;
 use metrix_core::config::Settings;
+use metrix_core::notices::{KPI_CHANGES_CHANNEL, KpiChanges};
 use metrix_core::period::Period;
 use metrix_core::server::Shutdown;
 use metrix_core::testing::TestIssuer;
@@ -259,6 +260,19 @@ impl TestApp {
     /// A token of a user with `role` in `organization_id`.
     pub fn user(&self, organization_id: &str, role: Role) -> String {
         self.issuer.user_token(organization_id, role)
+    }
+
+    /// Announces changed KPI values of `period`, as the metrics service does.
+    pub async fn announce_kpi_changes(&self, period: &str) {
+        let changes = KpiChanges {
+            periods: vec![period.to_owned()],
+            revenue_bands_changed: false,
+        };
+        self.backends
+            .pubsub
+            .publish(KPI_CHANGES_CHANNEL, &changes.encode())
+            .await
+            .expect("published");
     }
 }
 

@@ -2,7 +2,6 @@
 //! company itself, tenancy and what-if answers.
 
 use metrix_core::authn::Role;
-use metrix_core::notices::{KPI_CHANGES_CHANNEL, KpiChanges};
 use metrix_proto::benchmark::v1::{
     CalculateRankingRequest, PercentileRankMethod, Quartile, RankCompanyRequest, RankingStatus,
 };
@@ -257,17 +256,9 @@ async fn rankings_follow_kpi_changes(backend: Backend) {
     // Two better peers arrive and the metrics service announces them.
     app.peers
         .add_peers("fintech", "arr_1m_5m", "burn_multiple", "2026-Q2", &[0.5, 0.6]);
-    let changes = KpiChanges {
-        periods: vec!["2026-Q2".into()],
-        revenue_bands_changed: false,
-    };
     let mut fresh = None;
     for _ in 0..50 {
-        app.backends
-            .pubsub
-            .publish(KPI_CHANGES_CHANNEL, &changes.encode())
-            .await
-            .expect("published");
+        app.announce_kpi_changes("2026-Q2").await;
         let ranked = rank().await;
         if ranked.1 == 14 {
             fresh = Some(ranked);
