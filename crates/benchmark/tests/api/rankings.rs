@@ -3,7 +3,7 @@
 
 use metrix_core::authn::Role;
 use metrix_proto::benchmark::v1::{
-    CalculateRankingRequest, PercentileRankMethod, Quartile, RankCompanyRequest, RankingStatus,
+    CalculateRankingRequest, PercentileRankMethod, Quartile, RankCompanyRequest, RankCompanyResponse, RankingStatus,
 };
 use tonic::Code;
 
@@ -12,6 +12,22 @@ use metrix_core::both_backends;
 
 /// Burn multiples of twelve peers (lower is better).
 const BURN: [f64; 12] = [0.8, 1.1, 1.3, 1.5, 1.7, 2.0, 2.2, 2.6, 3.0, 3.5, 4.2, 5.0];
+
+/// RankCompany of `company` in 2026-Q2, called with `token`.
+async fn rank_in_q2(app: &TestApp, company: &str, token: &str) -> RankCompanyResponse {
+    app.client()
+        .rank_company(authorized(
+            RankCompanyRequest {
+                company_id: company.to_owned(),
+                period: "2026-Q2".into(),
+                ..Default::default()
+            },
+            token,
+        ))
+        .await
+        .expect("ranked")
+        .into_inner()
+}
 
 async fn ranks_are_direction_aware_and_exclude_the_company(backend: Backend) {
     let app = spawn_app(backend).await;
@@ -22,19 +38,7 @@ async fn ranks_are_direction_aware_and_exclude_the_company(backend: Backend) {
     app.peers.set_value(&company, "burn_multiple", "2026-Q2", 1.2);
     app.peers.set_value(&company, "ndr", "2026-Q2", 120.0);
     let token = app.user(&organization, Role::CompanyUser);
-    let response = app
-        .client()
-        .rank_company(authorized(
-            RankCompanyRequest {
-                company_id: company.clone(),
-                period: "2026-Q2".into(),
-                ..Default::default()
-            },
-            &token,
-        ))
-        .await
-        .expect("ranked")
-        .into_inner();
+    let response = rank_in_q2(&app, &company, &token).await;
     assert_eq!(response.revenue_band_id, "arr_1m_5m");
     assert_eq!(response.sector_id, "fintech");
     let metrics: Vec<&str> = response
@@ -233,19 +237,7 @@ async fn rankings_follow_kpi_changes(backend: Backend) {
     app.peers.set_value(&company, "burn_multiple", "2026-Q2", 1.2);
     let token = app.user(&organization, Role::CompanyUser);
     let rank = || async {
-        let response = app
-            .client()
-            .rank_company(authorized(
-                RankCompanyRequest {
-                    company_id: company.clone(),
-                    period: "2026-Q2".into(),
-                    ..Default::default()
-                },
-                &token,
-            ))
-            .await
-            .expect("ranked")
-            .into_inner();
+        let response = rank_in_q2(&app, &company, &token).await;
         let burn = response.rankings[0].clone();
         (burn.percentile_rank, burn.peer_statistics.expect("peers").n)
     };
