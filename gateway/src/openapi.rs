@@ -358,16 +358,16 @@ pub const DOCS_STYLE: &str = include_str!("docs.css");
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn comments_keep_their_paragraphs() {
         assert_eq!(
-            super::description_of(" First line\n second line.\n\n Next paragraph.\n \n\n Last.\n"),
+            description_of(" First line\n second line.\n\n Next paragraph.\n \n\n Last.\n"),
             "First line second line.\n\nNext paragraph.\n\nLast."
         );
-        assert_eq!(super::description_of("\n \n"), "");
+        assert_eq!(description_of("\n \n"), "");
     }
-
-    use super::*;
 
     #[test]
     fn every_route_is_documented_with_its_comments() {

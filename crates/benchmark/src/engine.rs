@@ -381,14 +381,15 @@ fn describe_peers(values: &[f64], bootstrap: Bootstrap) -> DescribedPeers {
     }
 }
 
-/// Every figure of a slice's values; CPU-bound.
+/// Every figure of a slice's values (an empty slice names the bootstrap
+/// it would have used); CPU-bound.
 pub fn compute_figures(values: &[f64], bootstrap: Bootstrap) -> SliceFigures {
-    let computed_at = now_micros();
-    match stats::describe_sorted(values) {
-        Some(description) => SliceFigures::compute(&description, bootstrap, computed_at),
+    let peers = describe_peers(values, bootstrap);
+    match peers.description {
+        Some(_) => peers.figures,
         None => SliceFigures {
             bootstrap: Some(bootstrap),
-            ..SliceFigures::empty(Origin::Computed, computed_at)
+            ..peers.figures
         },
     }
 }

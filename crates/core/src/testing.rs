@@ -27,7 +27,7 @@ pub fn redis_url() -> String {
 ///
 /// # Panics
 /// When PostgreSQL is unreachable, with a message that says how to start it.
-pub async fn fresh_postgres_database() -> String {
+async fn fresh_postgres_database() -> String {
     use sqlx::Connection as _;
     let admin_url = postgres_admin_url();
     let mut connection = match sqlx::PgConnection::connect(&admin_url).await {
@@ -47,12 +47,12 @@ pub async fn fresh_postgres_database() -> String {
     url.to_string()
 }
 
-/// Drops a database made by [`fresh_postgres_database`], closing whatever
+/// Drops a database made by `fresh_postgres_database`, closing whatever
 /// connections are still open to it.
 ///
 /// # Panics
 /// When PostgreSQL is unreachable or refuses.
-pub async fn drop_postgres_database(url: &str) {
+async fn drop_postgres_database(url: &str) {
     use sqlx::Connection as _;
     let name = url::Url::parse(url)
         .expect("a database url")
@@ -129,8 +129,8 @@ macro_rules! both_backends {
 }
 
 /// A test's own database: a temporary SQLite file, or a PostgreSQL database
-/// made by [`fresh_postgres_database`]. Dropping the guard removes it, so a
-/// test run leaves no databases behind.
+/// of its own. Dropping the guard removes it, so a test run leaves no
+/// databases behind.
 pub struct TestDatabase {
     url: String,
     /// The SQLite file's folder; `None` for PostgreSQL.

@@ -52,8 +52,9 @@ async fn run() {
     let events = setting("EVENTS", 10_000_000);
     let runs = setting("RUNS", 200);
     let raw_runs = setting("RAW_RUNS", 5);
-    let url = metrix_core::testing::fresh_postgres_database().await;
-    let database = metrix_metrics::connect_and_migrate(&secrecy::SecretString::from(url.clone()))
+    // Ten million events take gigabytes: the guard drops the database at the end.
+    let test_database = metrix_core::testing::TestDatabase::postgres().await;
+    let database = metrix_metrics::connect_and_migrate(&secrecy::SecretString::from(test_database.url()))
         .await
         .expect("migrated");
     let metrix_core::storage::Database::Postgres(pool) = database.clone() else {
@@ -192,9 +193,7 @@ async fn run() {
             worst_error * 100.0
         );
     }
-    // Ten million events take gigabytes; leave nothing behind.
     pool.close().await;
-    metrix_core::testing::drop_postgres_database(&url).await;
 }
 
 /// The same dashboard questions answered from raw events: the total, and the

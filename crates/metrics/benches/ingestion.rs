@@ -110,7 +110,8 @@ async fn run() {
         .and_then(|value| value.parse().ok())
         .unwrap_or(3_usize)
         .max(1);
-    let database_url = metrix_core::testing::fresh_postgres_database().await;
+    let test_database = metrix_core::testing::TestDatabase::postgres().await;
+    let database_url = test_database.url().to_owned();
     let environment: HashMap<String, String> = HashMap::from([
         ("METRIX_METRICS__LISTEN_ADDR".into(), "127.0.0.1:0".into()),
         ("METRIX_METRICS__DATABASE_URL".into(), database_url.clone()),
@@ -242,7 +243,6 @@ async fn run() {
     shutdown.trigger();
     drop(connection);
     copy_pool.close().await;
-    metrix_core::testing::drop_postgres_database(&database_url).await;
 
     let rate = |elapsed: Duration| total as f64 / elapsed.as_secs_f64();
     let ratio = rate(through_rpc) / rate(through_copy);

@@ -6,6 +6,8 @@
 //! Path, query and body are first gathered into one JSON object and then
 //! read field by field, so every bad field is reported by name.
 
+use std::collections::HashSet;
+
 use metrix_core::error::FieldViolation;
 use prost_reflect::{DynamicMessage, FieldDescriptor, Kind, MessageDescriptor, SerializeOptions};
 use serde_json::{Map, Value as Json};
@@ -170,8 +172,8 @@ fn insert_path(
     let mut message = input.clone();
     let mut object = root;
     let mut named = String::new();
-    // The first disagreement found; the path value is set all the same, so
-    // the field is reported once.
+    // A disagreement found; the path value is set all the same, so the
+    // field is reported once.
     let mut refused = None;
     for (index, part) in path.iter().enumerate() {
         // Route loading checked that every path variable resolves to a scalar.
@@ -183,27 +185,21 @@ fn insert_path(
             named.push('.');
         }
         named.push_str(&json_name);
-        // The body may name the field by its proto name; keep one entry,
-        // under the JSON name.
+        // The body may name the field by its proto name: move it under the
+        // JSON name. Under both names it stays twice, and `read_fields`
+        // refuses that.
         if field.name() != json_name
+            && !object.contains_key(&json_name)
             && let Some(sent) = object.remove(field.name())
-            && object.insert(json_name.clone(), sent).is_some()
         {
-            refused.get_or_insert_with(|| {
-                FieldViolation::new(
-                    named.clone(),
-                    format!("is given twice, as {} and as {json_name}", field.name()),
-                )
-            });
+            object.insert(json_name.clone(), sent);
         }
         if index + 1 == path.len() {
             if object.get(&json_name).is_some_and(|sent| !same_scalar(sent, value)) {
-                refused.get_or_insert_with(|| {
-                    FieldViolation::new(
-                        named.clone(),
-                        format!("is set by the URL to {value:?}; the body must leave it out or agree"),
-                    )
-                });
+                refused = Some(FieldViolation::new(
+                    named,
+                    format!("is set by the URL to {value:?}; the body must leave it out or agree"),
+                ));
             }
             object.insert(json_name, scalar_json(&field, value));
             break;
@@ -215,7 +211,7 @@ fn insert_path(
         let entry = object.entry(json_name).or_insert_with(|| Json::Object(Map::new()));
         if !entry.is_object() {
             if !entry.is_null() {
-                refused.get_or_insert_with(|| FieldViolation::new(named.clone(), "must be a JSON object"));
+                refused = Some(FieldViolation::new(named.clone(), "must be a JSON object"));
             }
             *entry = Json::Object(Map::new());
         }
@@ -246,12 +242,16 @@ fn read_fields(
     violations: &mut Vec<FieldViolation>,
 ) -> DynamicMessage {
     let mut message = DynamicMessage::new(descriptor.clone());
-    for (key, value) in object {
-        let path = if prefix.is_empty() {
-            key.clone()
+    let mut seen = HashSet::new();
+    let path_of = |key: &str| {
+        if prefix.is_empty() {
+            key.to_owned()
         } else {
             format!("{prefix}.{key}")
-        };
+        }
+    };
+    for (key, value) in object {
+        let path = path_of(&key);
         let Some(field) = field_named(descriptor, &key) else {
             violations.push(FieldViolation::new(
                 path,
@@ -259,6 +259,14 @@ fn read_fields(
             ));
             continue;
         };
+        // A field named both ways would otherwise keep whichever came last.
+        if !seen.insert(field.number()) {
+            violations.push(FieldViolation::new(
+                path_of(field.json_name()),
+                format!("is given twice, as {} and as {}", field.name(), field.json_name()),
+            ));
+            continue;
+        }
         if value.is_null() {
             continue;
         }
@@ -473,6 +481,19 @@ mod tests {
         let written: Json = serde_json::from_slice(&bytes).expect("valid JSON");
         assert_eq!(written, answer);
         assert_eq!(written, response_json(route, &message));
+    }
+
+    #[test]
+    fn a_field_named_both_ways_is_refused() {
+        let violations = transcode(
+            Method::POST,
+            "/v1/auth:signUp",
+            None,
+            r#"{"email":"a@example.com","password":"p","organizationName":"A","organization_name":"B"}"#,
+        )
+        .unwrap_err();
+        let fields: Vec<&str> = violations.iter().map(|violation| violation.field.as_str()).collect();
+        assert_eq!(fields, ["organizationName"]);
     }
 
     #[test]

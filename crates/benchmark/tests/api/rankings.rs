@@ -13,6 +13,16 @@ use metrix_core::both_backends;
 /// Burn multiples of twelve peers (lower is better).
 const BURN: [f64; 12] = [0.8, 1.1, 1.3, 1.5, 1.7, 2.0, 2.2, 2.6, 3.0, 3.5, 4.2, 5.0];
 
+/// Twelve fintech peers' burn multiples in the $1–5M band for 2026-Q2, and
+/// a company of `organization` in `sector_id` of that band with 1.2.
+fn burn_peers_and_company(app: &TestApp, organization: &str, sector_id: &str) -> String {
+    app.peers
+        .add_peers("fintech", "arr_1m_5m", "burn_multiple", "2026-Q2", &BURN);
+    let company = app.peers.add_company(organization, sector_id, "arr_1m_5m");
+    app.peers.set_value(&company, "burn_multiple", "2026-Q2", 1.2);
+    company
+}
+
 /// RankCompany of `company` in 2026-Q2, called with `token`.
 async fn rank_in_q2(app: &TestApp, company: &str, token: &str) -> RankCompanyResponse {
     app.client()
@@ -32,10 +42,7 @@ async fn rank_in_q2(app: &TestApp, company: &str, token: &str) -> RankCompanyRes
 async fn ranks_are_direction_aware_and_exclude_the_company(backend: Backend) {
     let app = spawn_app(backend).await;
     let organization = new_organization();
-    app.peers
-        .add_peers("fintech", "arr_1m_5m", "burn_multiple", "2026-Q2", &BURN);
-    let company = app.peers.add_company(&organization, "fintech", "arr_1m_5m");
-    app.peers.set_value(&company, "burn_multiple", "2026-Q2", 1.2);
+    let company = burn_peers_and_company(&app, &organization, "fintech");
     app.peers.set_value(&company, "ndr", "2026-Q2", 120.0);
     let token = app.user(&organization, Role::CompanyUser);
     let response = rank_in_q2(&app, &company, &token).await;
@@ -199,10 +206,7 @@ async fn what_if_rankings_store_nothing(backend: Backend) {
 async fn a_sector_without_enough_peers_falls_back_to_the_band(backend: Backend) {
     let app = spawn_app(backend).await;
     let organization = new_organization();
-    app.peers
-        .add_peers("fintech", "arr_1m_5m", "burn_multiple", "2026-Q2", &BURN);
-    let company = app.peers.add_company(&organization, "edtech", "arr_1m_5m");
-    app.peers.set_value(&company, "burn_multiple", "2026-Q2", 1.2);
+    let company = burn_peers_and_company(&app, &organization, "edtech");
     let token = app.user(&organization, Role::CompanyUser);
     let request = |sector_id: &str| RankCompanyRequest {
         company_id: company.clone(),
@@ -231,10 +235,7 @@ async fn a_sector_without_enough_peers_falls_back_to_the_band(backend: Backend) 
 async fn rankings_follow_kpi_changes(backend: Backend) {
     let app = spawn_app(backend).await;
     let organization = new_organization();
-    app.peers
-        .add_peers("fintech", "arr_1m_5m", "burn_multiple", "2026-Q2", &BURN);
-    let company = app.peers.add_company(&organization, "fintech", "arr_1m_5m");
-    app.peers.set_value(&company, "burn_multiple", "2026-Q2", 1.2);
+    let company = burn_peers_and_company(&app, &organization, "fintech");
     let token = app.user(&organization, Role::CompanyUser);
     let rank = || async {
         let response = rank_in_q2(&app, &company, &token).await;
