@@ -2,7 +2,8 @@
 
 use metrix_core::cache::CacheError;
 use metrix_core::error::{
-    ErrorKind, FieldViolation, internal, invalid_argument, resource_exhausted, status, unavailable,
+    ErrorKind, FieldViolation, internal, invalid_argument, resource_exhausted, status, storage_failure,
+    storage_failure_kind, unavailable,
 };
 use tonic::Status;
 
@@ -72,9 +73,8 @@ impl AuthError {
             AuthError::FailedPrecondition(_) => ErrorKind::FailedPrecondition,
             AuthError::Throttled { .. } => ErrorKind::ResourceExhausted,
             AuthError::Provider(_) | AuthError::Cache(_) => ErrorKind::Unavailable,
-            AuthError::Storage(_) | AuthError::Crypto(_) | AuthError::Hashing | AuthError::Join(_) => {
-                ErrorKind::Internal
-            }
+            AuthError::Storage(error) => storage_failure_kind(error),
+            AuthError::Crypto(_) | AuthError::Hashing | AuthError::Join(_) => ErrorKind::Internal,
         }
     }
 }
@@ -97,9 +97,8 @@ impl From<AuthError> for Status {
             AuthError::Invalid(violations) => invalid_argument(violations),
             AuthError::Throttled { message, retry_after } => resource_exhausted(message, retry_after),
             AuthError::Provider(_) | AuthError::Cache(_) => unavailable("auth dependency failed", &error),
-            AuthError::Storage(_) | AuthError::Crypto(_) | AuthError::Hashing | AuthError::Join(_) => {
-                internal("auth request failed", &error)
-            }
+            AuthError::Storage(cause) => storage_failure("auth request failed", &cause),
+            AuthError::Crypto(_) | AuthError::Hashing | AuthError::Join(_) => internal("auth request failed", &error),
             AuthError::NotFound(what) => status(ErrorKind::NotFound, format!("{what} not found")),
             other => status(other.kind(), other.to_string()),
         }

@@ -1,6 +1,8 @@
 //! The benchmark service's errors, turned into a status only at the boundary.
 
-use metrix_core::error::{ErrorKind, FieldViolation, error_chain, internal, invalid_argument, status};
+use metrix_core::error::{
+    ErrorKind, FieldViolation, error_chain, internal, invalid_argument, status, storage_failure, storage_failure_kind,
+};
 use tonic::Status;
 
 use crate::peers::PeerError;
@@ -55,10 +57,10 @@ impl BenchmarkError {
             BenchmarkError::PermissionDenied(_) => ErrorKind::PermissionDenied,
             BenchmarkError::FailedPrecondition(_) => ErrorKind::FailedPrecondition,
             BenchmarkError::Peers(error) => error.kind(),
-            BenchmarkError::Storage(_)
-            | BenchmarkError::Corrupt(_)
-            | BenchmarkError::Render(_)
-            | BenchmarkError::Computation(_) => ErrorKind::Internal,
+            BenchmarkError::Storage(error) => storage_failure_kind(error),
+            BenchmarkError::Corrupt(_) | BenchmarkError::Render(_) | BenchmarkError::Computation(_) => {
+                ErrorKind::Internal
+            }
         }
     }
 }
@@ -88,8 +90,8 @@ impl From<BenchmarkError> for Status {
             {
                 status(ErrorKind::Unauthenticated, refused.message().to_owned())
             }
+            BenchmarkError::Storage(cause) => storage_failure("benchmark request failed", &cause),
             BenchmarkError::Peers(_)
-            | BenchmarkError::Storage(_)
             | BenchmarkError::Corrupt(_)
             | BenchmarkError::Render(_)
             | BenchmarkError::Computation(_) => internal("benchmark request failed", &error),

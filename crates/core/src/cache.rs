@@ -28,6 +28,9 @@ pub enum CacheError {
     /// A stored value had an unexpected shape.
     #[error("unexpected cache value: {0}")]
     Corrupt(String),
+    /// A database-backed queue failed.
+    #[error("queue storage error")]
+    Storage(#[from] sqlx::Error),
 }
 
 /// A key-value cache with expiry.
@@ -120,6 +123,50 @@ pub struct StreamEntry {
     pub id: String,
     /// What was appended.
     pub payload: Vec<u8>,
+    /// How many times the entry has been delivered, this delivery included.
+    pub deliveries: u64,
+}
+
+/// The answer to an append.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Appended {
+    /// Appended under this id.
+    Queued(String),
+    /// Refused: the stream already holds this many entries waiting or in
+    /// flight, the bound the caller set.
+    Full {
+        /// The entries waiting or in flight.
+        depth: u64,
+    },
+}
+
+/// The state of a stream after [`WorkStream::maintain`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StreamStats {
+    /// Entries waiting or in flight (acknowledged ones are trimmed).
+    pub depth: u64,
+    /// How long the oldest of them has waited; zero when there are none.
+    pub lag: Duration,
+    /// Entries in the stream's dead letters.
+    pub dead_letters: u64,
+}
+
+/// An entry moved aside because processing it cannot succeed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// Its id among the dead letters.
+    pub id: String,
+    /// Its id in the stream it came from.
+    pub entry_id: String,
+    /// Why it was moved.
+    pub reason: String,
+    /// What was appended.
+    pub payload: Vec<u8>,
+}
+
+/// The stream that holds the dead letters of `stream`.
+pub fn dead_letter_stream(stream: &str) -> String {
+    format!("{stream}:dead")
 }
 
 /// Durable work queues with consumer groups (Redis Streams semantics): an
@@ -127,10 +174,14 @@ pub struct StreamEntry {
 /// until that consumer acknowledges it, and can be claimed by another
 /// consumer once it has been pending too long (its consumer crashed).
 /// Delivery is at least once; consumers make processing idempotent.
+///
+/// A stream and its group are (re)created whenever they are missing, so a
+/// server that lost its data is used again without a restart.
 #[async_trait]
 pub trait WorkStream: Send + Sync + 'static {
-    /// Appends `payload` to `stream` and returns its id.
-    async fn append(&self, stream: &str, payload: &[u8]) -> Result<String, CacheError>;
+    /// Appends `payload` to `stream` (creating `group` when missing) unless
+    /// the stream already holds `max_depth` entries waiting or in flight.
+    async fn append(&self, stream: &str, group: &str, payload: &[u8], max_depth: u64) -> Result<Appended, CacheError>;
     /// Up to `count` entries never delivered to `group`, now delivered to
     /// `consumer`; waits up to `wait` for one when there are none.
     async fn read_new(
@@ -153,6 +204,16 @@ pub trait WorkStream: Send + Sync + 'static {
     ) -> Result<Vec<StreamEntry>, CacheError>;
     /// Acknowledges processed entries: they are never delivered again.
     async fn acknowledge(&self, stream: &str, group: &str, ids: &[String]) -> Result<(), CacheError>;
+    /// Moves `entry` to the stream's dead letters with `reason` and
+    /// acknowledges it (at least once: a crash in between may leave it in
+    /// the dead letters twice, never in neither).
+    async fn dead_letter(&self, stream: &str, group: &str, entry: &StreamEntry, reason: &str)
+    -> Result<(), CacheError>;
+    /// Trims the entries every group has acknowledged and reports the
+    /// stream's depth, lag and dead letters.
+    async fn maintain(&self, stream: &str) -> Result<StreamStats, CacheError>;
+    /// The newest `count` dead letters of `stream`, newest first.
+    async fn dead_letters(&self, stream: &str, count: usize) -> Result<Vec<DeadLetter>, CacheError>;
 }
 
 /// The cache-like backends of a process, chosen together.
@@ -164,8 +225,9 @@ pub struct Backends {
     pub rate_limiter: Arc<dyn RateLimiter>,
     /// Publish/subscribe.
     pub pubsub: Arc<dyn PubSub>,
-    /// Work streams with consumer groups.
-    pub work_streams: Arc<dyn WorkStream>,
+    /// Durable work streams with consumer groups, when the backend has
+    /// them (Redis); without, a service keeps its queue in its database.
+    pub work_streams: Option<Arc<dyn WorkStream>>,
     /// Which implementation is in use, for logs.
     pub description: &'static str,
 }
@@ -188,7 +250,7 @@ impl Backends {
             cache: cache.clone(),
             rate_limiter: Arc::new(memory::MemoryRateLimiter::default()),
             pubsub: Arc::new(memory::MemoryPubSub::default()),
-            work_streams: Arc::new(memory::MemoryWorkStream::default()),
+            work_streams: None,
             description: "in-process",
         }
     }

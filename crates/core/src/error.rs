@@ -160,10 +160,42 @@ pub fn internal(context: &str, error: &(dyn StdError + 'static)) -> Status {
     Status::new(Code::Internal, "internal error")
 }
 
-/// `Unavailable` for a dependency that is down, logged with its cause chain.
+/// How long a caller is asked to wait before retrying a call that found a
+/// dependency down.
+pub const RETRY_UNAVAILABLE_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// `Unavailable` for a dependency that is down, logged with its cause chain,
+/// with a `RetryInfo` (REST: `Retry-After`) so clients and SDKs retry.
 pub fn unavailable(context: &str, error: &(dyn StdError + 'static)) -> Status {
     tracing::warn!(error = %error_chain(error), "{context}");
-    Status::new(Code::Unavailable, "a dependency is unavailable, retry later")
+    let details = ErrorDetails::with_retry_info(Some(RETRY_UNAVAILABLE_AFTER));
+    Status::with_error_details(Code::Unavailable, "a dependency is unavailable, retry later", details)
+}
+
+/// The status of a failed storage call: UNAVAILABLE (retry) for an outage,
+/// INVALID_ARGUMENT for text the store cannot hold, INTERNAL otherwise; the
+/// cause is logged, never sent.
+pub fn storage_failure(context: &str, error: &sqlx::Error) -> Status {
+    match crate::storage::classify(error) {
+        crate::storage::FailureClass::Transient => unavailable(context, error),
+        crate::storage::FailureClass::UnstorableText => {
+            tracing::info!(error = %error_chain(error), "{context}");
+            invalid_argument(vec![FieldViolation::new(
+                "request",
+                "a text value holds a NUL character, which cannot be stored",
+            )])
+        }
+        crate::storage::FailureClass::Permanent => internal(context, error),
+    }
+}
+
+/// The kind of a failed storage call (see [`storage_failure`]).
+pub fn storage_failure_kind(error: &sqlx::Error) -> ErrorKind {
+    match crate::storage::classify(error) {
+        crate::storage::FailureClass::Transient => ErrorKind::Unavailable,
+        crate::storage::FailureClass::UnstorableText => ErrorKind::InvalidArgument,
+        crate::storage::FailureClass::Permanent => ErrorKind::Internal,
+    }
 }
 
 /// An error and every `source()` below it, joined with `: `.

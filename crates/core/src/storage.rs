@@ -8,6 +8,8 @@
 //! reads them too), `TEXT` identifiers, and `BIGINT` timestamps in Unix
 //! microseconds.
 
+pub mod work_stream;
+
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -266,6 +268,65 @@ pub fn for_each_socket_to(port: u16, mut each: impl FnMut(socket2::SockRef<'_>))
     }
 }
 
+/// What a storage failure means to the caller, whichever backend raised it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureClass {
+    /// The store is unreachable, restarting, out of connections or busy:
+    /// the same call may succeed later (UNAVAILABLE, retry).
+    Transient,
+    /// A value cannot be stored as sent (PostgreSQL refuses NUL in text and
+    /// `\u0000` in JSON): the caller's input, not the store, is at fault.
+    UnstorableText,
+    /// Anything else: a bug or an unexpected state (INTERNAL).
+    Permanent,
+}
+
+/// Classifies a storage failure, so that an outage is answered "retry"
+/// rather than reported as a bug.
+pub fn classify(error: &sqlx::Error) -> FailureClass {
+    match error {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
+            FailureClass::Transient
+        }
+        sqlx::Error::Protocol(_) | sqlx::Error::WorkerCrashed => FailureClass::Transient,
+        sqlx::Error::Database(database_error) => {
+            let code = database_error.code().unwrap_or_default();
+            if database_error
+                .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                .is_some()
+            {
+                classify_sqlstate(&code)
+            } else {
+                classify_sqlite_code(&code)
+            }
+        }
+        _ => FailureClass::Permanent,
+    }
+}
+
+/// Classifies an SQLite (extended) result code: BUSY (5) and LOCKED (6),
+/// with their extended codes, are transient.
+fn classify_sqlite_code(code: &str) -> FailureClass {
+    match code.parse::<u32>().map(|code| code & 0xff) {
+        Ok(5 | 6) => FailureClass::Transient,
+        _ => FailureClass::Permanent,
+    }
+}
+
+/// Classifies a PostgreSQL SQLSTATE.
+fn classify_sqlstate(code: &str) -> FailureClass {
+    match code {
+        // character_not_in_repertoire (NUL in text), untranslatable_character
+        // (\u0000 in JSON).
+        "22021" | "22P05" => FailureClass::UnstorableText,
+        // Connection exceptions, shutdowns, "cannot connect now", too many
+        // connections, serialization failures and deadlocks.
+        "57P01" | "57P02" | "57P03" | "53300" | "40001" | "40P01" | "55P03" => FailureClass::Transient,
+        _ if code.starts_with("08") => FailureClass::Transient,
+        _ => FailureClass::Permanent,
+    }
+}
+
 /// Whether an error is a unique-constraint violation (on either backend).
 pub fn is_unique_violation(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(database_error) if database_error.is_unique_violation())
@@ -302,6 +363,35 @@ mod tests {
             Ok(DatabaseKind::Sqlite)
         );
         assert!(DatabaseKind::from_url("mysql://127.0.0.1/test").is_err());
+    }
+
+    #[test]
+    fn outages_are_transient_and_nul_text_is_the_callers() {
+        assert_eq!(classify(&sqlx::Error::PoolTimedOut), FailureClass::Transient);
+        assert_eq!(
+            classify(&sqlx::Error::Io(std::io::Error::from(
+                std::io::ErrorKind::ConnectionRefused
+            ))),
+            FailureClass::Transient
+        );
+        assert_eq!(classify(&sqlx::Error::RowNotFound), FailureClass::Permanent);
+        for code in ["57P01", "57P03", "08006", "08001", "53300"] {
+            assert_eq!(classify_sqlstate(code), FailureClass::Transient, "{code}");
+        }
+        for code in ["22021", "22P05"] {
+            assert_eq!(classify_sqlstate(code), FailureClass::UnstorableText, "{code}");
+        }
+        for code in ["23505", "42P01", "22003"] {
+            assert_eq!(classify_sqlstate(code), FailureClass::Permanent, "{code}");
+        }
+        for code in ["5", "517", "6", "262"] {
+            assert_eq!(classify_sqlite_code(code), FailureClass::Transient, "{code}");
+        }
+        // 22021 would read as BUSY (22021 & 0xff == 5) if SQLSTATEs were
+        // taken for SQLite codes.
+        for code in ["1", "19", "2067", "22021"] {
+            assert_eq!(classify_sqlite_code(code), FailureClass::Permanent, "{code}");
+        }
     }
 
     #[test]

@@ -114,6 +114,11 @@ pub fn parse_point(prefix: &str, point: &DataPoint, now: i64) -> Result<NewDataP
                 format!("{prefix}.tags[{key}]"),
                 "values must be at most 256 characters",
             ));
+        } else if value.contains('\0') {
+            violations.push(FieldViolation::new(
+                format!("{prefix}.tags[{key}]"),
+                crate::events::NUL_REASON,
+            ));
         }
     }
     let measured_at = match &point.timestamp {

@@ -1,6 +1,9 @@
 //! The metrics service's errors, turned into a status only at the boundary.
 
-use metrix_core::error::{ErrorKind, FieldViolation, internal, invalid_argument, status};
+use metrix_core::error::{
+    ErrorKind, FieldViolation, invalid_argument, resource_exhausted, status, storage_failure, storage_failure_kind,
+    unavailable,
+};
 use tonic::Status;
 
 /// Everything that can go wrong in the metrics service.
@@ -21,7 +24,19 @@ pub enum MetricsError {
     /// The relational store failed.
     #[error("storage failure")]
     Storage(#[from] sqlx::Error),
+    /// The ingestion queue holds as many entries as it may.
+    #[error("the ingestion queue is full ({depth} batches waiting); retry later or send synchronously")]
+    QueueFull {
+        /// The entries waiting or in flight.
+        depth: u64,
+    },
+    /// The ingestion queue cannot be reached.
+    #[error("the ingestion queue is unavailable")]
+    Queue(#[source] metrix_core::cache::CacheError),
 }
+
+/// How long a caller refused by a full queue is asked to wait.
+pub const QUEUE_FULL_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl MetricsError {
     /// One bad field.
@@ -36,7 +51,9 @@ impl MetricsError {
             MetricsError::NotFound(_) => ErrorKind::NotFound,
             MetricsError::FailedPrecondition(_) => ErrorKind::FailedPrecondition,
             MetricsError::Aborted(_) => ErrorKind::Aborted,
-            MetricsError::Storage(_) => ErrorKind::Internal,
+            MetricsError::Storage(error) => storage_failure_kind(error),
+            MetricsError::QueueFull { .. } => ErrorKind::ResourceExhausted,
+            MetricsError::Queue(_) => ErrorKind::Unavailable,
         }
     }
 }
@@ -57,7 +74,9 @@ impl From<MetricsError> for Status {
     fn from(error: MetricsError) -> Self {
         match error {
             MetricsError::Invalid(violations) => invalid_argument(violations),
-            MetricsError::Storage(_) => internal("metrics request failed", &error),
+            MetricsError::Storage(cause) => storage_failure("metrics request failed", &cause),
+            MetricsError::QueueFull { .. } => resource_exhausted(error.to_string(), QUEUE_FULL_RETRY_AFTER),
+            MetricsError::Queue(_) => unavailable("cannot reach the ingestion queue", &error),
             other => status(other.kind(), other.to_string()),
         }
     }

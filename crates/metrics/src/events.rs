@@ -117,6 +117,27 @@ pub fn parse_event(event: &Event, arrival: &Arrival) -> Result<NewEvent, Vec<(St
     if event.session_id.chars().count() > 128 {
         problem("session_id", "must be at most 128 characters".to_owned());
     }
+    // PostgreSQL cannot store a NUL in text, nor `\u0000` in JSON: such an
+    // event is refused by name here instead of failing its whole batch.
+    for (field, value) in [
+        ("event_id", &event.event_id),
+        ("app_id", &event.app_id),
+        ("user_id", &event.user_id),
+        ("event_type", &event.event_type),
+        ("event_name", &event.event_name),
+        ("session_id", &event.session_id),
+    ] {
+        if value.contains('\0') {
+            problem(field, NUL_REASON.to_owned());
+        }
+    }
+    if let Some(path) = event
+        .properties
+        .as_ref()
+        .and_then(|properties| nul_in_struct("properties", properties))
+    {
+        problem(&path, NUL_REASON.to_owned());
+    }
     let properties_json = match &event.properties {
         None => "{}".to_owned(),
         Some(properties) => {
@@ -315,6 +336,35 @@ impl EventSelection {
             self.start,
             self.end
         )
+    }
+}
+
+/// Why a text holding a NUL is refused.
+pub const NUL_REASON: &str = "must not contain a NUL character (U+0000)";
+
+/// The path of the first key or string value of `value` holding a NUL,
+/// below `path`.
+pub fn nul_in_struct(path: &str, value: &prost_types::Struct) -> Option<String> {
+    value.fields.iter().find_map(|(key, field)| {
+        let field_path = format!("{path}.{key}");
+        if key.contains('\0') {
+            return Some(field_path);
+        }
+        nul_in_value(&field_path, field)
+    })
+}
+
+fn nul_in_value(path: &str, value: &prost_types::Value) -> Option<String> {
+    use prost_types::value::Kind;
+    match value.kind.as_ref()? {
+        Kind::StringValue(text) => text.contains('\0').then(|| path.to_owned()),
+        Kind::StructValue(inner) => nul_in_struct(path, inner),
+        Kind::ListValue(list) => list
+            .values
+            .iter()
+            .enumerate()
+            .find_map(|(index, item)| nul_in_value(&format!("{path}[{index}]"), item)),
+        Kind::NullValue(_) | Kind::NumberValue(_) | Kind::BoolValue(_) => None,
     }
 }
 

@@ -72,17 +72,26 @@ pub fn migrations() -> Migrations {
 pub async fn connect_and_migrate(database_url: &SecretString) -> Result<Database, StorageError> {
     let database = Database::connect(database_url.expose_secret()).await?;
     database.migrate(migrations()).await?;
+    // The queued path's durable stream when no Redis is configured.
+    database
+        .migrate(metrix_core::storage::work_stream::migrations())
+        .await?;
     MetricsStore::new(database.clone()).upgrade_activity().await?;
     Ok(database)
 }
 
 /// Builds the shared state of the handlers.
 pub fn build_state(settings: &MetricsSettings, database: Database, backends: &Backends) -> Arc<MetricsState> {
+    let work_streams = backends
+        .work_streams
+        .clone()
+        .unwrap_or_else(|| Arc::new(metrix_core::storage::work_stream::SqlWorkStream::new(database.clone())));
     Arc::new(MetricsState {
         store: MetricsStore::new(database),
         peer_key_secret: settings.peer_key_secret.clone(),
         pubsub: backends.pubsub.clone(),
-        work_streams: backends.work_streams.clone(),
+        work_streams,
+        queue: settings.queue,
         trusted_proxies: settings.trusted_proxies.clone(),
         event_retention: settings.event_retention,
     })
@@ -177,7 +186,7 @@ impl MetricsServer {
         tracing::info!(backend = ?database.kind(), "metrics storage ready");
         let state = build_state(&settings, database, &backends);
         spawn_retention(state.clone(), shutdown.clone());
-        ingest::spawn_writer(state.clone(), backends.work_streams.clone(), shutdown.clone());
+        ingest::spawn_workers(state.clone(), state.work_streams.clone(), settings.queue, &shutdown);
         let definition = ServiceDefinition {
             name: "metrics",
             grpc_services: vec![SERVICE_NAME],

@@ -76,8 +76,11 @@ pub struct MetricsState {
     pub peer_key_secret: SecretString,
     /// Announces stored events to every instance (live streams).
     pub pubsub: Arc<dyn PubSub>,
-    /// The queue of the asynchronous ingestion path.
+    /// The durable queue of the asynchronous ingestion path (Redis Streams,
+    /// or the service's database without Redis).
     pub work_streams: Arc<dyn metrix_core::cache::WorkStream>,
+    /// How the queue is bounded and worked.
+    pub queue: crate::settings::QueueSettings,
     /// Peers whose client metadata is believed.
     pub trusted_proxies: Vec<IpNet>,
     /// How long raw events are kept.
@@ -861,11 +864,11 @@ impl MetricsApi {
         let status = if request.asynchronous {
             crate::ingest::enqueue(
                 self.state.work_streams.as_ref(),
+                self.state.queue.max_depth,
                 &caller.organization_id,
                 std::slice::from_ref(&parsed),
             )
-            .await
-            .map_err(|error| metrix_core::error::unavailable("cannot queue the event", &error))?;
+            .await?;
             TrackEventStatus::Queued
         } else if crate::ingest::store_and_announce(&self.state, &caller.organization_id, std::slice::from_ref(&parsed))
             .await?
@@ -949,9 +952,13 @@ impl MetricsApi {
             }
         }
         if request.asynchronous {
-            crate::ingest::enqueue(self.state.work_streams.as_ref(), &caller.organization_id, &to_store)
-                .await
-                .map_err(|error| metrix_core::error::unavailable("cannot queue events", &error))?;
+            crate::ingest::enqueue(
+                self.state.work_streams.as_ref(),
+                self.state.queue.max_depth,
+                &caller.organization_id,
+                &to_store,
+            )
+            .await?;
         }
         let inserted = if request.asynchronous {
             BTreeSet::new()

@@ -33,6 +33,61 @@ pub struct MetricsSettings {
     /// background and refused at ingestion, their rollups stay
     /// (`METRIX_METRICS__EVENT_RETENTION_DAYS`, 90).
     pub event_retention: Duration,
+    /// The queued ingestion path.
+    pub queue: QueueSettings,
+}
+
+/// How the queued ingestion path is bounded and worked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueSettings {
+    /// Entries waiting or in flight beyond which a queued request is refused
+    /// with RESOURCE_EXHAUSTED (`METRIX_METRICS__QUEUE_MAX_DEPTH`, 10,000;
+    /// an entry is one request's batch of up to 1,000 events).
+    pub max_depth: u64,
+    /// How long an entry may stay unacknowledged before another writer
+    /// takes it over (`METRIX_METRICS__QUEUE_CLAIM_AFTER_SECONDS`, 30).
+    pub claim_after: Duration,
+    /// Writers this instance runs; 0 makes it only append
+    /// (`METRIX_METRICS__QUEUE_WRITERS`, 1).
+    pub writers: usize,
+    /// Deliveries after which an entry that keeps failing for a reason other
+    /// than an outage goes to the dead letters
+    /// (`METRIX_METRICS__QUEUE_MAX_ATTEMPTS`, 5).
+    pub max_attempts: u64,
+}
+
+impl QueueSettings {
+    fn load(settings: &Settings<'_>) -> Result<Self, ConfigError> {
+        Ok(Self {
+            max_depth: bounded(settings, "METRIX_METRICS__QUEUE_MAX_DEPTH", 10_000, 1..=10_000_000)?,
+            claim_after: Duration::from_secs(bounded(
+                settings,
+                "METRIX_METRICS__QUEUE_CLAIM_AFTER_SECONDS",
+                30,
+                1..=3_600,
+            )?),
+            writers: usize::try_from(bounded(settings, "METRIX_METRICS__QUEUE_WRITERS", 1, 0..=64)?)
+                .expect("at most 64 writers fit a usize"),
+            max_attempts: bounded(settings, "METRIX_METRICS__QUEUE_MAX_ATTEMPTS", 5, 1..=100)?,
+        })
+    }
+}
+
+/// The integer variable `name` (default `default`), refused by name outside `range`.
+fn bounded(
+    settings: &Settings<'_>,
+    name: &'static str,
+    default: u64,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<u64, ConfigError> {
+    let value: u64 = settings.parse(name, default)?;
+    if !range.contains(&value) {
+        return Err(ConfigError::new(
+            name,
+            format!("must be between {} and {}", range.start(), range.end()),
+        ));
+    }
+    Ok(value)
 }
 
 impl MetricsSettings {
@@ -61,6 +116,7 @@ impl MetricsSettings {
             peer_key_secret,
             trusted_proxies: settings.networks("METRIX_METRICS__TRUSTED_PROXIES", &["127.0.0.0/8", "::1/128"])?,
             event_retention: retention_days(settings)?,
+            queue: QueueSettings::load(settings)?,
             common,
         })
     }
@@ -105,6 +161,22 @@ mod tests {
     fn defaults_are_valid() {
         let settings = load(&[]).expect("valid");
         assert_eq!(settings.listen_addr.port(), 50052);
+    }
+
+    #[test]
+    fn queue_bounds_are_read_and_checked_by_name() {
+        let settings = load(&[
+            ("METRIX_METRICS__QUEUE_MAX_DEPTH", "5"),
+            ("METRIX_METRICS__QUEUE_WRITERS", "0"),
+            ("METRIX_METRICS__QUEUE_CLAIM_AFTER_SECONDS", "2"),
+        ])
+        .expect("valid");
+        assert_eq!(settings.queue.max_depth, 5);
+        assert_eq!(settings.queue.writers, 0);
+        assert_eq!(settings.queue.claim_after, Duration::from_secs(2));
+        assert_eq!(settings.queue.max_attempts, 5);
+        let error = load(&[("METRIX_METRICS__QUEUE_MAX_DEPTH", "0")]).expect_err("a queue holds something");
+        assert_eq!(error.variable, "METRIX_METRICS__QUEUE_MAX_DEPTH");
     }
 
     #[test]

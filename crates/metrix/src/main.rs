@@ -68,6 +68,25 @@ enum Command {
         #[arg(long, default_value_t = metrix_metrics::demo::DEFAULT_SEED)]
         seed: u64,
     },
+    /// Reads the dead letters of the queued ingestion path: entries whose
+    /// events could not be stored for a reason retrying cannot fix. Uses
+    /// the metrics service's configuration (its database, and Redis when
+    /// METRIX_REDIS_URL is set).
+    DeadLetters {
+        #[command(subcommand)]
+        command: DeadLettersCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DeadLettersCommand {
+    /// Prints the newest dead letters, newest first, one JSON object a line:
+    /// id, entry, reason, organizationId, eventIds.
+    List {
+        /// How many to print.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
 }
 
 #[derive(Subcommand)]
@@ -161,7 +180,42 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             command: ImportCommand::Kpis(args),
         } => import::run(args).await,
         Command::SeedDemo { companies, seed } => seed_demo(&ProcessEnvironment, companies, seed).await,
+        Command::DeadLetters {
+            command: DeadLettersCommand::List { limit },
+        } => list_dead_letters(&ProcessEnvironment, limit).await,
     }
+}
+
+async fn list_dead_letters(environment: &dyn EnvironmentSource, limit: usize) -> Result<(), Failure> {
+    use anyhow::Context as _;
+    let settings = Settings::new(environment);
+    let common = metrix_core::config::CommonSettings::load(&settings)?;
+    telemetry::init_logging(common.log_format, &common.log_filter);
+    let database_url = metrix_metrics::settings::database_url(&settings, &common)?;
+    let database = metrix_metrics::connect_and_migrate(&database_url)
+        .await
+        .context("connecting to the metrics store")?;
+    let backends = Backends::connect(common.redis_url.as_ref(), &common.redis_key_prefix)
+        .await
+        .context("connecting to redis")?;
+    let work_streams = backends
+        .work_streams
+        .unwrap_or_else(|| std::sync::Arc::new(metrix_core::storage::work_stream::SqlWorkStream::new(database)));
+    let letters = metrix_metrics::ingest::dead_letters(work_streams.as_ref(), limit)
+        .await
+        .map_err(|error| anyhow::anyhow!(metrix_core::error::error_chain(&error)))
+        .context("reading the dead letters")?;
+    for letter in letters {
+        let line = serde_json::json!({
+            "id": letter.id,
+            "entry": letter.entry_id,
+            "reason": letter.reason,
+            "organizationId": letter.organization_id,
+            "eventIds": letter.event_ids,
+        });
+        println!("{line}");
+    }
+    Ok(())
 }
 
 async fn auth(command: AuthCommand, environment: &dyn EnvironmentSource) -> Result<(), Failure> {

@@ -24,6 +24,8 @@ use metrix_core::testing::TestDatabase;
 pub struct TestApp {
     pub client: MetricsServiceClient<Channel>,
     pub issuer: Arc<TestIssuer>,
+    /// The handlers' state (the queue, for tests that reach below the API).
+    pub state: Arc<metrix_metrics::MetricsState>,
     shutdown: Shutdown,
     _database: TestDatabase,
 }
@@ -36,9 +38,14 @@ impl Drop for TestApp {
 
 /// The service with default settings.
 pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, &[]).await
+}
+
+/// The service with some settings overridden.
+pub async fn spawn_app_with(backend: Backend, overrides: &[(&str, &str)]) -> TestApp {
     metrix_core::telemetry::init_test_logging();
     let (database, backends) = backend.storage().await;
-    let environment: HashMap<String, String> = HashMap::from([
+    let mut environment: HashMap<String, String> = HashMap::from([
         ("METRIX_METRICS__LISTEN_ADDR".into(), "127.0.0.1:0".into()),
         ("METRIX_METRICS__DATABASE_URL".into(), database.url().to_owned()),
         (
@@ -47,6 +54,9 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
         ),
         ("METRIX_SHUTDOWN_GRACE_SECONDS".into(), "1".into()),
     ]);
+    for (name, value) in overrides {
+        environment.insert((*name).to_owned(), (*value).to_owned());
+    }
     let settings = MetricsSettings::load(&Settings::new(&environment)).expect("test settings are valid");
     let issuer = TestIssuer::new();
     let shutdown = Shutdown::new();
@@ -54,6 +64,7 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
         .await
         .expect("the metrics service starts");
     let address = server.local_addr();
+    let state = server.state().clone();
     tokio::spawn(server.run_until_stopped());
     let client = MetricsServiceClient::connect(format!("http://{address}"))
         .await
@@ -61,6 +72,7 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
     TestApp {
         client,
         issuer,
+        state,
         shutdown,
         _database: database,
     }

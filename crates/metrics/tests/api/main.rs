@@ -10,3 +10,4 @@ mod data_points;
 mod events;
 mod kpis;
 mod peers;
+mod queue;
