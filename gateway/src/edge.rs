@@ -1,16 +1,21 @@
 //! What the edge adds to every call, whatever its protocol: the caller's
 //! address and user agent as metadata (believing `x-forwarded-for` only from
-//! trusted proxies), security headers, rate limits, and per-route metrics
-//! and log lines.
+//! trusted proxies), a bound on the request body, security headers, rate
+//! limits, and per-route metrics and log lines.
 
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
+use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http_body::Frame;
 use ipnet::IpNet;
 use metrix_core::cache::{Quota, RateDecision};
 use metrix_core::server::{CLIENT_IP_HEADER, CLIENT_USER_AGENT_HEADER, RequestId};
@@ -121,15 +126,95 @@ pub async fn prepare(State(edge): State<Arc<Edge>>, mut request: Request, next: 
     response
 }
 
-fn too_large(protocol: Protocol, limit: usize) -> Response {
-    let message = format!("the request body is larger than {limit} bytes");
+/// Bounds every request body to the limit as it arrives, whatever its
+/// framing (a chunked body, an HTTP/2 stream with no length): past it the
+/// body fails with [`body_too_large`], which REST answers as 413 and tonic
+/// and the proxy as RESOURCE_EXHAUSTED. Runs inside the grpc-web
+/// translation, so a grpc-web body is counted as the gRPC it becomes.
+pub async fn bound_body(State(edge): State<Arc<Edge>>, request: Request, next: Next) -> Response {
+    let limit = edge.settings.body_limit;
+    next.run(request.map(|body| Body::new(LimitedBody::new(body, limit))))
+        .await
+}
+
+/// RESOURCE_EXHAUSTED for a request body over `limit` bytes.
+pub fn body_too_large(limit: usize) -> Status {
+    Status::resource_exhausted(format!("the request body is larger than {limit} bytes"))
+}
+
+/// The answer to a request body over `limit` bytes: 413 for REST (the
+/// caller must send less, not retry later), RESOURCE_EXHAUSTED for gRPC.
+pub fn too_large(protocol: Protocol, limit: usize) -> Response {
+    let status = body_too_large(limit);
     match protocol {
         Protocol::Rest => {
-            let body =
-                serde_json::json!({"code": 8, "status": "RESOURCE_EXHAUSTED", "message": message, "details": []});
+            let body = serde_json::json!({
+                "code": status.code() as i32,
+                "status": crate::errors::code_name(status.code()),
+                "message": status.message(),
+                "details": [],
+            });
             (StatusCode::PAYLOAD_TOO_LARGE, axum::Json(body)).into_response()
         }
-        Protocol::Grpc | Protocol::GrpcWeb => grpc_error(protocol, Status::resource_exhausted(message)),
+        Protocol::Grpc | Protocol::GrpcWeb => grpc_error(protocol, status),
+    }
+}
+
+/// Reads a whole request body, failing with [`body_too_large`] past `limit`
+/// bytes (counted as they arrive, so chunked bodies are bounded too), or
+/// with CANCELLED when the client stops sending it.
+pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, Status> {
+    axum::body::to_bytes(Body::new(LimitedBody::new(body, limit)), usize::MAX)
+        .await
+        .map_err(|error| {
+            Status::try_from_error(error.into())
+                .unwrap_or_else(|_| Status::cancelled("the request body did not arrive whole"))
+        })
+}
+
+/// A body that fails with [`body_too_large`] once more than `limit` bytes
+/// have arrived; tonic, and [`read_body`], answer that status as it is.
+struct LimitedBody {
+    inner: Body,
+    limit: usize,
+    received: usize,
+}
+
+impl LimitedBody {
+    fn new(inner: Body, limit: usize) -> Self {
+        Self {
+            inner,
+            limit,
+            received: 0,
+        }
+    }
+}
+
+impl http_body::Body for LimitedBody {
+    type Data = Bytes;
+    type Error = axum::BoxError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let frame = match ready!(Pin::new(&mut self.inner).poll_frame(cx)) {
+            Some(Ok(frame)) => frame,
+            Some(Err(error)) => return Poll::Ready(Some(Err(error.into()))),
+            None => return Poll::Ready(None),
+        };
+        if let Some(data) = frame.data_ref() {
+            self.received = self.received.saturating_add(data.len());
+            if self.received > self.limit {
+                return Poll::Ready(Some(Err(Box::new(body_too_large(self.limit)))));
+            }
+        }
+        Poll::Ready(Some(Ok(frame)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 

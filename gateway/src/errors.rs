@@ -71,16 +71,15 @@ pub fn status_json(status: &Status, pool: &DescriptorPool) -> Json {
     })
 }
 
-/// The REST answer of a status. Upstream unavailability becomes 502 (the
-/// gateway is fine, what is behind it is not); the rest follows the table.
+/// The REST answer of a status, its HTTP status from the shared table.
+/// RESOURCE_EXHAUSTED and UNAVAILABLE (a service down, or unreachable from
+/// the gateway: 503 either way) say when to retry in `Retry-After`: the
+/// status's `RetryInfo` when it has one, else one second.
 pub fn status_response(status: &Status, pool: &DescriptorPool) -> Response {
-    let http_status = match status.code() {
-        Code::Unavailable => StatusCode::BAD_GATEWAY,
-        code => StatusCode::from_u16(ErrorKind::from_grpc_code(code).http_status())
-            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-    };
+    let http_status = StatusCode::from_u16(ErrorKind::from_grpc_code(status.code()).http_status())
+        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut response = (http_status, axum::Json(status_json(status, pool))).into_response();
-    if status.code() == Code::ResourceExhausted {
+    if matches!(status.code(), Code::ResourceExhausted | Code::Unavailable) {
         let retry_after = retry_after_seconds(status).unwrap_or(1);
         response
             .headers_mut()
@@ -98,4 +97,49 @@ fn retry_after_seconds(status: &Status) -> Option<u64> {
 /// A 400 naming the bad fields, before any upstream is called.
 pub fn invalid_request(violations: Vec<FieldViolation>, pool: &DescriptorPool) -> Response {
     status_response(&metrix_core::error::invalid_argument(violations), pool)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tonic_types::{ErrorDetails, StatusExt as _};
+
+    use super::*;
+
+    fn pool() -> DescriptorPool {
+        DescriptorPool::decode(metrix_proto::FILE_DESCRIPTOR_SET).expect("descriptors")
+    }
+
+    fn retry_after(response: &Response) -> Option<&str> {
+        response
+            .headers()
+            .get(http::header::RETRY_AFTER)
+            .and_then(|value| value.to_str().ok())
+    }
+
+    #[test]
+    fn unavailable_is_503_with_a_retry_after() {
+        let response = status_response(&Status::unavailable("the auth service is unavailable"), &pool());
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(retry_after(&response), Some("1"));
+        let advised = Status::with_error_details(
+            Code::Unavailable,
+            "a dependency is unavailable, retry later",
+            ErrorDetails::with_retry_info(Some(Duration::from_millis(2500))),
+        );
+        let response = status_response(&advised, &pool());
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(retry_after(&response), Some("3"), "RetryInfo, rounded up");
+    }
+
+    #[test]
+    fn statuses_follow_the_shared_table() {
+        for kind in ErrorKind::ALL {
+            let response = status_response(&Status::new(kind.grpc_code(), "x"), &pool());
+            assert_eq!(response.status().as_u16(), kind.http_status(), "{kind:?}");
+            let retries = matches!(kind, ErrorKind::ResourceExhausted | ErrorKind::Unavailable);
+            assert_eq!(retry_after(&response).is_some(), retries, "{kind:?}");
+        }
+    }
 }

@@ -13,8 +13,12 @@ use tower::ServiceExt as _;
 
 use crate::Edge;
 
-/// Forwards a gRPC call to its upstream unchanged (headers, body and
-/// trailers stream through), adding the edge's metadata.
+/// Forwards a gRPC call to its upstream unchanged, adding the edge's
+/// metadata. The request is read whole first, within the body limit, so a
+/// message too large is RESOURCE_EXHAUSTED before any upstream is called:
+/// every method of the contracts takes exactly one request message (none
+/// streams from the client). The answer (headers, messages and trailers)
+/// streams through.
 pub async fn proxy(edge: std::sync::Arc<Edge>, request: Request) -> Response {
     let path = request.uri().path().to_owned();
     let service = path
@@ -29,6 +33,10 @@ pub async fn proxy(edge: std::sync::Arc<Edge>, request: Request) -> Response {
             .into_response();
     };
     let (mut parts, body) = request.into_parts();
+    let body = match crate::edge::read_body(body, edge.settings.body_limit).await {
+        Ok(body) => body,
+        Err(status) => return status.into_http::<Body>().into_response(),
+    };
     // Unary calls get the edge's timeout unless the client asked for less;
     // streams (live dashboards) run as long as the client keeps them.
     let unary = edge.unary_methods.contains(&path);
@@ -39,7 +47,7 @@ pub async fn proxy(edge: std::sync::Arc<Edge>, request: Request) -> Response {
             HeaderValue::from_str(&value).expect("a number and a unit is a valid header"),
         );
     }
-    let upstream_request = http::Request::from_parts(parts, tonic::body::Body::new(body));
+    let upstream_request = http::Request::from_parts(parts, tonic::body::Body::new(Body::from(body)));
     let call = channel.oneshot(upstream_request);
     let answered = if unary {
         match tokio::time::timeout(edge.settings.timeout, call).await {

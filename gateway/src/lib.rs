@@ -187,6 +187,7 @@ impl GatewayServer {
                 }),
             )
             .fallback(move |request: Request| dispatch(fallback.clone(), request))
+            .layer(axum::middleware::from_fn_with_state(edge.clone(), edge::bound_body))
             .layer(axum::middleware::from_fn_with_state(edge.clone(), edge::observe));
         // tonic-web refuses every HTTP/1 request that is not grpc-web, so
         // only grpc-web goes through it; REST and native gRPC go straight in.

@@ -2,24 +2,24 @@
 //! service, answers through the gateway over REST and native gRPC, a report
 //! downloaded as a file, and slices refreshed when new KPIs arrive.
 
-use metrix_e2e::Mesh;
+use metrix_e2e::{Mesh, percentile, published_peer_value, retained};
 use metrix_proto::benchmark::v1::benchmark_service_client::BenchmarkServiceClient;
 use metrix_proto::benchmark::v1::{RankCompanyRequest, RankingStatus};
 use serde_json::{Value as Json, json};
 
-fn http() -> reqwest::Client {
+pub(crate) fn http() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder().http1_only().build().expect("http client")
 }
 
-async fn send(request: reqwest::RequestBuilder) -> (u16, Json) {
+pub(crate) async fn send(request: reqwest::RequestBuilder) -> (u16, Json) {
     let response = request.send().await.expect("request");
     let status = response.status().as_u16();
     (status, response.json().await.unwrap_or(Json::Null))
 }
 
 /// Signs up a founder and returns the access token.
-async fn founder(http: &reqwest::Client, gateway: &str, organization: &str) -> String {
+pub(crate) async fn founder(http: &reqwest::Client, gateway: &str, organization: &str) -> String {
     let (status, signed_up) = send(http.post(format!("{gateway}/v1/auth:signUp")).json(&json!({
         "email": format!("{}@example.com", uuid::Uuid::new_v4().simple()),
         "password": "correct horse battery",
@@ -58,25 +58,49 @@ async fn peers_from_metrics_are_benchmarked_ranked_and_reported_through_the_edge
     let mesh = Mesh::start().await;
     let http = http();
     let gateway = mesh.gateway_url();
-    // Seven peers in one organisation, and a founder in another.
-    let peers_token = founder(&http, &gateway, "Peer Holdings").await;
+    // Seven peers, each in an organisation of its own, and a founder in
+    // another.
+    let recorded = [96.0, 101.0, 104.0, 108.0, 111.0, 115.0, 121.0];
     let mut peer_ids = Vec::new();
-    for (index, ndr) in [96.0, 101.0, 104.0, 108.0, 111.0, 115.0, 121.0].into_iter().enumerate() {
-        peer_ids.push(company_with_ndr(&http, &gateway, &peers_token, &format!("Peer {index}"), ndr).await);
+    let mut peer_tokens = Vec::new();
+    for (index, ndr) in recorded.into_iter().enumerate() {
+        let peer_token = founder(&http, &gateway, &format!("Peer {index} Ltd")).await;
+        peer_ids.push(company_with_ndr(&http, &gateway, &peer_token, &format!("Peer {index}"), ndr).await);
+        peer_tokens.push(peer_token);
     }
     let token = founder(&http, &gateway, "Ledgerly").await;
     let company_id = company_with_ndr(&http, &gateway, &token, "Ledgerly", 118.0).await;
+    let published = |ids: &[String], values: &[f64]| -> Vec<f64> {
+        ids.iter()
+            .zip(values)
+            .map(|(id, value)| published_peer_value(id, "ndr", "2026-Q2", *value))
+            .collect()
+    };
 
-    // REST: eight companies, so figures but no tails.
+    // REST, as an outsider: eight organisations, so figures but no tails,
+    // equal to numpy's on the noise-infused values.
+    let outsider = founder(&http, &gateway, "Onlooker").await;
+    let mut ids = peer_ids.clone();
+    ids.push(company_id.clone());
+    let mut values = recorded.to_vec();
+    values.push(118.0);
+    let expected = retained(&published(&ids, &values));
     let url = format!("{gateway}/v1/benchmarks/ndr?revenueBandId=arr_1m_5m&sectorId=fintech&period=2026-Q2");
-    let (status, benchmark) = send(http.get(&url).bearer_auth(&token)).await;
+    let (status, benchmark) = send(http.get(&url).bearer_auth(&outsider)).await;
     assert_eq!(status, 200, "{benchmark}");
     let statistics = &benchmark["results"][0]["statistics"];
-    assert_eq!(statistics["n"], 8, "{statistics}");
+    assert_eq!(statistics["n"], expected.len(), "{statistics}");
     assert_eq!(statistics["suppression"]["status"], "SUPPRESSION_STATUS_TAILS_OMITTED");
-    // numpy: np.percentile([96, 101, 104, 108, 111, 115, 118, 121], 50) = 109.5
-    assert_eq!(statistics["p50"], 109.5);
+    let p50 = statistics["p50"].as_f64().expect("a median");
+    assert!(
+        (p50 - percentile(&expected, 50.0)).abs() < 1e-9,
+        "{p50} vs {expected:?}"
+    );
     assert!(statistics.get("p10").is_none(), "{statistics}");
+    assert!(
+        statistics.get("min").is_none() && statistics.get("max").is_none(),
+        "{statistics}"
+    );
 
     // Bad input is a 400 naming the field.
     let (status, refused) = send(
@@ -88,7 +112,7 @@ async fn peers_from_metrics_are_benchmarked_ranked_and_reported_through_the_edge
     assert_eq!(refused["details"][0]["fieldViolations"][0]["field"], "revenue_band_id");
 
     // Native gRPC through the gateway: the founder's company against its
-    // seven peers (itself excluded).
+    // seven peers (its own organisation excluded).
     let mut client = BenchmarkServiceClient::connect(gateway.clone())
         .await
         .expect("connects");
@@ -103,10 +127,15 @@ async fn peers_from_metrics_are_benchmarked_ranked_and_reported_through_the_edge
     let ranking = client.rank_company(call).await.expect("ranked").into_inner();
     let ndr = &ranking.rankings[0];
     assert_eq!(ndr.status, RankingStatus::Ranked as i32);
-    assert_eq!(ndr.peer_statistics.as_ref().map(|peers| peers.n), Some(7));
-    // scipy.stats.percentileofscore([96, 101, 104, 108, 111, 115, 121], 118, kind="weak")
+    let peers = retained(&published(&peer_ids, &recorded));
+    assert_eq!(
+        ndr.peer_statistics.as_ref().map(|statistics| statistics.n),
+        Some(peers.len() as i32)
+    );
+    // scipy.stats.percentileofscore(peers, 118, kind="weak")
+    let weak = 100.0 * peers.iter().filter(|peer| **peer <= 118.0).count() as f64 / peers.len() as f64;
     let rank = ndr.percentile_rank.expect("ranked");
-    assert!((rank - 85.71428571428572).abs() < 1e-9, "{rank}");
+    assert!((rank - weak).abs() < 1e-9, "{rank} vs {weak}");
 
     // Another organisation's company is refused.
     let (status, _) = send(
@@ -146,18 +175,21 @@ async fn peers_from_metrics_are_benchmarked_ranked_and_reported_through_the_edge
     assert!(html.starts_with("<!doctype html>") && html.contains("<svg"), "{html}");
 
     // A new value announced by metrics refreshes the slice.
-    record(&http, &gateway, &peers_token, &peer_ids[0], 125.0).await;
-    let mut refreshed = Json::Null;
+    record(&http, &gateway, &peer_tokens[0], &peer_ids[0], 125.0).await;
+    values[0] = 125.0;
+    let expected = retained(&published(&ids, &values));
+    let expected_mean = expected.iter().sum::<f64>() / expected.len() as f64;
+    let mut mean = f64::NAN;
     for _ in 0..50 {
-        let (_, answer) = send(http.get(&url).bearer_auth(&token)).await;
-        if answer["results"][0]["statistics"]["max"] == 125.0 {
-            refreshed = answer;
+        let (_, answer) = send(http.get(&url).bearer_auth(&outsider)).await;
+        mean = answer["results"][0]["statistics"]["mean"].as_f64().unwrap_or(f64::NAN);
+        if (mean - expected_mean).abs() < 1e-9 {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    assert_eq!(
-        refreshed["results"][0]["statistics"]["max"], 125.0,
-        "the cached slice was refreshed"
+    assert!(
+        (mean - expected_mean).abs() < 1e-9,
+        "the cached slice was refreshed: {mean} vs {expected_mean}"
     );
 }

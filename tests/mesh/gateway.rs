@@ -271,17 +271,18 @@ async fn sign_in_floods_are_rate_limited_with_retry_after() {
 }
 
 #[tokio::test]
-async fn an_unreachable_upstream_is_502_and_a_blown_deadline_504() {
+async fn an_unreachable_upstream_is_503_with_retry_after_and_a_blown_deadline_504() {
     let unreachable = Mesh::start_with(&[("METRIX_GATEWAY__AUTH_URL", "http://127.0.0.1:9")]).await;
     let http = http();
-    let (status, _, body) = post_json(
+    let (status, headers, body) = post_json(
         &http,
         format!("{}/v1/auth:signIn", unreachable.gateway_url()),
         json!({"email": unique_email(), "password": "x"}),
     )
     .await;
-    assert_eq!(status, 502, "{body}");
+    assert_eq!(status, 503, "{body}");
     assert_eq!(body["status"], "UNAVAILABLE");
+    assert_eq!(headers["retry-after"], "1");
     let ready = http
         .get(format!("{}/readyz", unreachable.gateway_url()))
         .send()
@@ -330,4 +331,88 @@ async fn the_openapi_document_and_docs_are_served() {
         .expect("request");
     assert_eq!(docs.status(), 200);
     assert!(docs.text().await.expect("html").contains("/docs/app.js"));
+}
+
+fn nested_properties(objects: usize) -> Json {
+    (0..objects).fold(json!("x"), |inner, _| json!({ "a": inner }))
+}
+
+/// Nesting past the decoders' limit is INVALID_ARGUMENT naming the field,
+/// over REST and native gRPC, through the gateway and straight to the
+/// service; a message over the size limit is RESOURCE_EXHAUSTED; a NUL in a
+/// path id is a 400 naming it.
+#[tokio::test]
+async fn limits_answer_the_documented_codes_over_rest_and_native_grpc() {
+    use metrix_proto::metrics::v1::metrics_service_client::MetricsServiceClient;
+    use metrix_proto::metrics::v1::{Event, TrackEventsRequest};
+    let mesh = Mesh::start().await;
+    let http = http();
+    let (status, _, signed_up) = post_json(
+        &http,
+        format!("{}/v1/auth:signUp", mesh.gateway_url()),
+        json!({"email": unique_email(), "password": "correct horse battery", "organizationName": "Deep Co"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{signed_up}");
+    let token = signed_up["tokens"]["accessToken"].as_str().expect("token").to_owned();
+
+    for objects in [34, 45, 50, 60] {
+        let response = http
+            .post(format!("{}/v1/events:batch", mesh.gateway_url()))
+            .bearer_auth(&token)
+            .json(
+                &json!({"events": [{"appId": "web", "eventType": "signup", "properties": nested_properties(objects)}]}),
+            )
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), 400, "{objects} objects deep");
+        let body: Json = response.json().await.expect("json");
+        assert_eq!(
+            body["details"][0]["fieldViolations"][0]["field"], "events[0].properties",
+            "{objects}"
+        );
+    }
+
+    let track = |properties: Option<prost_types::Struct>| {
+        let mut request = tonic::Request::new(TrackEventsRequest {
+            events: vec![Event {
+                app_id: "web".to_owned(),
+                event_type: "signup".to_owned(),
+                properties,
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
+        request
+            .metadata_mut()
+            .insert("authorization", format!("Bearer {token}").parse().expect("header-safe"));
+        request
+    };
+    for url in [mesh.gateway_url(), mesh.metrics_url()] {
+        let mut client = MetricsServiceClient::connect(url.clone()).await.expect("connects");
+        for objects in [34, 45, 50] {
+            let properties = metrix_metrics::events::json_to_struct(&nested_properties(objects));
+            let status = client.track_events(track(properties)).await.expect_err("too deep");
+            assert_eq!(
+                status.code(),
+                tonic::Code::InvalidArgument,
+                "{url} {objects}: {status:?}"
+            );
+            assert_eq!(metrix_core::testing::violated_fields(&status), ["events.properties"]);
+        }
+        let blob = metrix_metrics::events::json_to_struct(&json!({"blob": "y".repeat(5 * 1024 * 1024)}));
+        let status = client.track_events(track(blob)).await.expect_err("too large");
+        assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{url}: {status:?}");
+    }
+
+    let response = http
+        .get(format!("{}/v1/events/abc%00def", mesh.gateway_url()))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 400);
+    let body: Json = response.json().await.expect("json");
+    assert_eq!(body["details"][0]["fieldViolations"][0]["field"], "eventId");
 }

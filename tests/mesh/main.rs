@@ -1,5 +1,6 @@
 //! End-to-end: the mesh as a client outside it sees it.
 
+mod anonymity;
 mod benchmark;
 mod gateway;
 mod grpc_web_client;

@@ -10,6 +10,40 @@ use metrix_core::cache::Backends;
 use metrix_core::config::Settings;
 use metrix_core::server::Shutdown;
 
+/// The metrics service's peer-key secret in the mesh: tests recompute the
+/// peer feed's noise with it, as only the platform could.
+pub const PEER_KEY_SECRET: &str = "an end-to-end peer key secret, long enough";
+
+/// A value as the mesh's peer feed publishes it (noise-infused).
+pub fn published_peer_value(company_id: &str, metric_id: &str, period: &str, value: f64) -> f64 {
+    metrix_metrics::peer_noise::perturb(
+        &secrecy::SecretString::from(PEER_KEY_SECRET),
+        company_id,
+        metric_id,
+        period,
+        value,
+    )
+}
+
+/// numpy's linear percentile of sorted values.
+pub fn percentile(sorted: &[f64], q: f64) -> f64 {
+    let position = (sorted.len() - 1) as f64 * q / 100.0;
+    let lower = position.floor() as usize;
+    let upper = (lower + 1).min(sorted.len() - 1);
+    sorted[lower] + (position - lower as f64) * (sorted[upper] - sorted[lower])
+}
+
+/// The values a slice's figures are computed from: those within the 1.5 ×
+/// IQR fences, sorted.
+pub fn retained(values: &[f64]) -> Vec<f64> {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let (p25, p75) = (percentile(&sorted, 25.0), percentile(&sorted, 75.0));
+    let (lower, upper) = (p25 - 1.5 * (p75 - p25), p75 + 1.5 * (p75 - p25));
+    sorted.retain(|value| (lower..=upper).contains(value));
+    sorted
+}
+
 /// A running mesh; stopped when dropped.
 pub struct Mesh {
     /// The auth service's address.
@@ -96,10 +130,7 @@ impl Mesh {
                 "METRIX_METRICS__DATABASE_URL".to_owned(),
                 format!("sqlite://{}", folder.path().join("metrics.db").display()),
             ),
-            (
-                "METRIX_METRICS__PEER_KEY_SECRET".to_owned(),
-                "an end-to-end peer key secret, long enough".to_owned(),
-            ),
+            ("METRIX_METRICS__PEER_KEY_SECRET".to_owned(), PEER_KEY_SECRET.to_owned()),
             ("METRIX_AUTH_URL".to_owned(), format!("http://{address}")),
             ("METRIX_SERVICE_CLIENT_ID".to_owned(), account.client_id.clone()),
             ("METRIX_SERVICE_CLIENT_SECRET".to_owned(), secret.clone()),

@@ -15,8 +15,13 @@
 //! this instance hears drops its local counters at once; a notice it missed
 //! is seen within [`VERSION_REFRESH`]. A cached slice thus costs no round
 //! trip to Redis at all. The peers rankings are computed against (sorted
-//! values and figures, per excluded company) are kept in that local memory
-//! only, under versioned keys too.
+//! values and figures) are kept in that local memory only, under versioned
+//! keys too.
+//!
+//! Every slice is computed for the organisation asking: its own companies
+//! are never among its peers, so values, figures and described peers are
+//! kept per excluded organisation, and k counts the distinct organisations
+//! of the retained values.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -81,6 +86,18 @@ impl Scope {
         )
     }
 }
+
+/// One peer value with the pseudonymous key of its organisation.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PeerPoint {
+    /// The organisation's pseudonymous key.
+    pub organization_key: String,
+    /// The value (noise-infused by the metrics service).
+    pub value: f64,
+}
+
+/// Peer points by metric.
+pub type PeerPoints = BTreeMap<String, Vec<PeerPoint>>;
 
 /// The figures of one slice and whether they came from the cache.
 #[derive(Debug, Clone)]
@@ -185,22 +202,18 @@ impl Engine {
     }
 
     /// The current value of every company in `scope`, by metric, leaving out
-    /// `exclude_company_id`.
+    /// the companies of `excluded_organization` (the caller's own).
     pub async fn peer_values(
         &self,
         scope: &Scope,
-        exclude_company_id: Option<&str>,
-    ) -> Result<Arc<BTreeMap<String, Vec<f64>>>, BenchmarkError> {
+        excluded_organization: &str,
+    ) -> Result<Arc<PeerPoints>, BenchmarkError> {
         let tag = self.version_tag(&scope.period).await;
-        let key = tag.as_ref().map(|tag| {
-            format!(
-                "benchmark:values:{tag}:{}:{}",
-                scope.key(),
-                exclude_company_id.unwrap_or("-")
-            )
-        });
+        let key = tag
+            .as_ref()
+            .map(|tag| format!("benchmark:values:{tag}:{}:{excluded_organization}", scope.key()));
         if let Some(key) = &key
-            && let Some(values) = self.cache_get::<BTreeMap<String, Vec<f64>>>(key).await
+            && let Some(values) = self.cache_get::<PeerPoints>(key).await
         {
             return Ok(Arc::new(values));
         }
@@ -212,13 +225,16 @@ impl Engine {
                 sector_id: scope.sector_id.clone(),
                 start: Some(scope.period),
                 end: Some(scope.period),
-                exclude_company_ids: exclude_company_id.map(str::to_owned).into_iter().collect(),
+                exclude_organization_id: excluded_organization.to_owned(),
             })
             .await?;
         let wanted = scope.period.to_string();
-        let mut values: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+        let mut values = PeerPoints::new();
         for row in rows.into_iter().filter(|row| row.period == wanted) {
-            values.entry(row.metric_id).or_default().push(row.value);
+            values.entry(row.metric_id).or_default().push(PeerPoint {
+                organization_key: row.organization_key,
+                value: row.value,
+            });
         }
         if let Some(key) = &key {
             self.cache_set(key, &values).await;
@@ -226,18 +242,20 @@ impl Engine {
         Ok(Arc::new(values))
     }
 
-    /// Every figure of one metric's slice on the platform's data, computed
-    /// with `bootstrap`, from the cache when possible.
+    /// Every figure of one metric's slice on the platform's data as
+    /// `excluded_organization` sees it, computed with `bootstrap`, from the
+    /// cache when possible.
     pub async fn platform_slice(
         &self,
         metric_id: &str,
         scope: &Scope,
         bootstrap: Bootstrap,
+        excluded_organization: &str,
     ) -> Result<ComputedSlice, BenchmarkError> {
         let tag = self.version_tag(&scope.period).await;
         let key = tag.as_ref().map(|tag| {
             format!(
-                "benchmark:figures:{tag}:{metric_id}:{}:{}:{}",
+                "benchmark:figures:{tag}:{metric_id}:{}:{}:{}:{excluded_organization}",
                 scope.key(),
                 bootstrap.seed,
                 bootstrap.resamples
@@ -261,7 +279,7 @@ impl Engine {
                 return Ok(ComputedSlice { figures, cached: true });
             }
         }
-        let values = self.peer_values(scope, None).await?;
+        let values = self.peer_values(scope, excluded_organization).await?;
         let slice_values = values.get(metric_id).cloned().unwrap_or_default();
         let figures = tokio::task::spawn_blocking(move || compute_figures(&slice_values, bootstrap)).await?;
         if let Some(key) = &key {
@@ -271,21 +289,21 @@ impl Engine {
         Ok(ComputedSlice { figures, cached: false })
     }
 
-    /// The peers of each of `metric_ids` in `scope`, described, leaving out
-    /// `exclude_company_id`: what a ranking is computed against.
+    /// The peers of each of `metric_ids` in `scope` as
+    /// `excluded_organization` sees them, described: what a ranking is
+    /// computed against.
     pub async fn described_peers(
         &self,
         metric_ids: &[String],
         scope: &Scope,
-        exclude_company_id: Option<&str>,
+        excluded_organization: &str,
     ) -> Result<BTreeMap<String, DescribedPeers>, BenchmarkError> {
         let tag = self.version_tag(&scope.period).await;
         let key_of = |metric_id: &str| {
             tag.as_ref().map(|tag| {
                 format!(
-                    "benchmark:described:{tag}:{metric_id}:{}:{}",
-                    scope.key(),
-                    exclude_company_id.unwrap_or("-")
+                    "benchmark:described:{tag}:{metric_id}:{}:{excluded_organization}",
+                    scope.key()
                 )
             })
         };
@@ -312,7 +330,7 @@ impl Engine {
         if missing.is_empty() {
             return Ok(described);
         }
-        let values = self.peer_values(scope, exclude_company_id).await?;
+        let values = self.peer_values(scope, excluded_organization).await?;
         let bootstrap = self.default_bootstrap;
         let computed: Vec<(String, DescribedPeers)> = tokio::task::spawn_blocking(move || {
             missing
@@ -366,14 +384,25 @@ impl Engine {
     }
 }
 
-/// The description and figures of a slice's values; CPU-bound.
-fn describe_peers(values: &[f64], bootstrap: Bootstrap) -> DescribedPeers {
+/// The description and figures of a slice's points; CPU-bound.
+fn describe_peers(points: &[PeerPoint], bootstrap: Bootstrap) -> DescribedPeers {
     let computed_at = now_micros();
-    match stats::describe_sorted(values) {
-        Some(description) => DescribedPeers {
-            figures: SliceFigures::compute(&description, bootstrap, computed_at),
-            description: Some(Arc::new(description)),
-        },
+    let values: Vec<f64> = points.iter().map(|point| point.value).collect();
+    match stats::describe_sorted(&values) {
+        Some(description) => {
+            // k counts the organisations whose values the figures are made of.
+            let organizations: std::collections::BTreeSet<&str> = points
+                .iter()
+                .filter(|point| !description.statistics().is_outlier(point.value))
+                .map(|point| point.organization_key.as_str())
+                .collect();
+            let mut figures = SliceFigures::compute(&description, bootstrap, computed_at);
+            figures.organization_count = u32::try_from(organizations.len()).unwrap_or(u32::MAX);
+            DescribedPeers {
+                figures,
+                description: Some(Arc::new(description)),
+            }
+        }
         None => DescribedPeers {
             description: None,
             figures: SliceFigures::empty(Origin::Computed, computed_at),
@@ -381,10 +410,10 @@ fn describe_peers(values: &[f64], bootstrap: Bootstrap) -> DescribedPeers {
     }
 }
 
-/// Every figure of a slice's values (an empty slice names the bootstrap
+/// Every figure of a slice's points (an empty slice names the bootstrap
 /// it would have used); CPU-bound.
-pub fn compute_figures(values: &[f64], bootstrap: Bootstrap) -> SliceFigures {
-    let peers = describe_peers(values, bootstrap);
+pub fn compute_figures(points: &[PeerPoint], bootstrap: Bootstrap) -> SliceFigures {
+    let peers = describe_peers(points, bootstrap);
     match peers.description {
         Some(_) => peers.figures,
         None => SliceFigures {

@@ -3,8 +3,13 @@
 //!
 //! [`SliceFigures`] holds everything computed for a slice (or published by
 //! an external source); it is what the cache stores. [`SliceFigures::anonymised`]
-//! is the only way figures reach an answer: below k values nothing but the
-//! counts survives, below ten the tails (P10, P90) are dropped.
+//! is the only way figures reach an answer. For the platform's own figures:
+//! k counts distinct organisations (the caller's own is never among its
+//! peers, see the engine), below k nothing is reported — not even how many
+//! companies the slice holds —, the minimum and maximum are never reported
+//! (each is one company's value), and below ten values the tails (P10, P90)
+//! are dropped. The values themselves are noise-infused by the metrics
+//! service before they arrive (`docs/benchmarks.md`).
 
 use serde::{Deserialize, Serialize};
 
@@ -73,6 +78,10 @@ pub struct SliceFigures {
     pub suppression: Suppression,
     /// The minimum sample size k the decision was made with.
     pub min_sample_size: u32,
+    /// The distinct organisations among the retained values (computed
+    /// figures only; 0 for published ones).
+    #[serde(default)]
+    pub organization_count: u32,
     pub mean: Option<f64>,
     pub std_dev: Option<f64>,
     pub min: Option<f64>,
@@ -104,6 +113,7 @@ impl SliceFigures {
             outlier_count: 0,
             suppression: Suppression::NoData,
             min_sample_size: 0,
+            organization_count: 0,
             mean: None,
             std_dev: None,
             min: None,
@@ -148,6 +158,7 @@ impl SliceFigures {
             outlier_count: count(summary.outlier_count),
             suppression: Suppression::NotSuppressed,
             min_sample_size: 0,
+            organization_count: 0,
             mean: Some(summary.mean),
             std_dev: summary.std_dev,
             min: Some(summary.min),
@@ -167,30 +178,39 @@ impl SliceFigures {
     }
 
     /// The figures that may be reported with the anonymity threshold
-    /// `min_sample_size` (k): below k only the counts, below ten no tails.
+    /// `min_sample_size` (k). Computed figures: below k distinct
+    /// organisations nothing at all (the counts included), never the
+    /// minimum or maximum, below ten values no tails. Published figures
+    /// (an external source's) are the source's own: below k values only the
+    /// counts, below ten no tails.
     pub fn anonymised(&self, min_sample_size: u32) -> Self {
+        let computed = self.origin == Origin::Computed;
+        let withheld = |suppression: Suppression| {
+            let mut figures = Self {
+                suppression,
+                min_sample_size,
+                bootstrap: self.bootstrap,
+                ..Self::empty(self.origin, self.computed_at)
+            };
+            if !computed {
+                figures.n = self.n;
+                figures.total_count = self.total_count;
+                figures.outlier_count = self.outlier_count;
+            }
+            figures
+        };
+        if self.n == 0 {
+            return withheld(Suppression::NoData);
+        }
+        let contributors = if computed { self.organization_count } else { self.n };
+        if contributors < min_sample_size {
+            return withheld(Suppression::BelowK);
+        }
         let mut figures = self.clone();
         figures.min_sample_size = min_sample_size;
-        if self.n == 0 {
-            figures = Self {
-                bootstrap: self.bootstrap,
-                min_sample_size,
-                ..Self::empty(self.origin, self.computed_at)
-            };
-            figures.total_count = self.total_count;
-            figures.outlier_count = self.outlier_count;
-            return figures;
-        }
-        if self.n < min_sample_size {
-            return Self {
-                n: self.n,
-                total_count: self.total_count,
-                outlier_count: self.outlier_count,
-                suppression: Suppression::BelowK,
-                min_sample_size,
-                bootstrap: self.bootstrap,
-                ..Self::empty(self.origin, self.computed_at)
-            };
+        if computed {
+            figures.min = None;
+            figures.max = None;
         }
         if self.n < TAIL_MIN_SAMPLE_SIZE {
             figures.p10 = None;
@@ -214,6 +234,11 @@ impl SliceFigures {
             Suppression::TailsOmitted => format!(
                 "{} companies, fewer than {TAIL_MIN_SAMPLE_SIZE}: P10 and P90 are withheld",
                 self.n
+            ),
+            Suppression::BelowK if self.origin == Origin::Computed => format!(
+                "fewer than {} organisations besides your own have a value in this slice; \
+                 how many is withheld",
+                self.min_sample_size
             ),
             Suppression::BelowK => format!(
                 "{} {}, fewer than the minimum of {}",
@@ -248,24 +273,47 @@ mod tests {
     }
 
     #[test]
-    fn below_k_only_the_counts_are_reported() {
-        let figures = figures_of(&[1.0, 2.0, 3.0, 4.0]).anonymised(5);
+    fn below_k_organisations_nothing_is_reported_not_even_the_counts() {
+        // Six values from four organisations: k counts organisations.
+        let mut figures = figures_of(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+        figures.organization_count = 4;
+        let figures = figures.anonymised(5);
         assert_eq!(figures.suppression, Suppression::BelowK);
-        assert_eq!((figures.n, figures.total_count), (4, 4));
+        assert_eq!((figures.n, figures.total_count, figures.outlier_count), (0, 0, 0));
         assert!(figures.mean.is_none() && figures.min.is_none() && figures.p50.is_none());
         assert!(figures.mean_interval.is_none() && figures.median_interval.is_none());
+        assert_eq!(
+            figures.suppression_reason(),
+            "fewer than 5 organisations besides your own have a value in this slice; how many is withheld"
+        );
+    }
+
+    #[test]
+    fn published_sources_below_k_keep_their_counts() {
+        let mut figures = figures_of(&[1.0, 2.0, 3.0, 4.0]);
+        figures.origin = Origin::Published;
+        let figures = figures.anonymised(5);
+        assert_eq!(figures.suppression, Suppression::BelowK);
+        assert_eq!((figures.n, figures.total_count), (4, 4));
         assert_eq!(figures.suppression_reason(), "4 companies, fewer than the minimum of 5");
     }
 
     #[test]
-    fn below_ten_the_tails_are_withheld() {
-        let figures = figures_of(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]).anonymised(5);
+    fn below_ten_the_tails_are_withheld_and_extremes_never_leave() {
+        let mut figures = figures_of(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+        figures.organization_count = 6;
+        let figures = figures.anonymised(5);
         assert_eq!(figures.suppression, Suppression::TailsOmitted);
         assert!(figures.p10.is_none() && figures.p90.is_none());
+        assert!(figures.min.is_none() && figures.max.is_none());
         assert_eq!(figures.p50, Some(3.5));
-        let full = figures_of(&(1..=10).map(f64::from).collect::<Vec<_>>()).anonymised(5);
+        assert_eq!(figures.n, 6);
+        let mut full = figures_of(&(1..=10).map(f64::from).collect::<Vec<_>>());
+        full.organization_count = 10;
+        let full = full.anonymised(5);
         assert_eq!(full.suppression, Suppression::NotSuppressed);
         assert!(full.p10.is_some() && full.p90.is_some());
+        assert!(full.min.is_none() && full.max.is_none());
     }
 
     #[test]

@@ -158,7 +158,10 @@ impl BenchmarkServer {
         let definition = ServiceDefinition {
             name: "benchmark",
             grpc_services: vec![SERVICE_NAME],
-            routes: tonic::service::Routes::new(BenchmarkServiceServer::new(BenchmarkApi::new(engine.clone()))),
+            routes: tonic::service::Routes::new(
+                BenchmarkServiceServer::new(BenchmarkApi::new(engine.clone()))
+                    .max_decoding_message_size(metrix_core::server::MAX_MESSAGE_BYTES),
+            ),
             authenticator,
             shutdown_grace: settings.common.shutdown_grace,
             drain_delay: settings.common.drain_delay,

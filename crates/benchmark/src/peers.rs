@@ -107,8 +107,9 @@ pub struct PeerQuery {
     pub start: Option<Period>,
     /// The last period (equal to `start` for one period); `None` for the latest.
     pub end: Option<Period>,
-    /// Companies left out, such as the one being ranked.
-    pub exclude_company_ids: Vec<String>,
+    /// The organisation whose companies are left out: the caller's own,
+    /// which is never among its own peers.
+    pub exclude_organization_id: String,
 }
 
 /// One anonymised value of one company for one metric and period.
@@ -118,8 +119,10 @@ pub struct PeerRow {
     pub metric_id: String,
     /// The period, canonical text.
     pub period: String,
-    /// The value.
+    /// The value, as the metrics service publishes it (noise-infused).
     pub value: f64,
+    /// The pseudonymous key of the company's organisation.
+    pub organization_key: String,
 }
 
 /// Who is asking, as the metrics service must see them: the credentials of
@@ -276,7 +279,8 @@ impl PeerSource for MetricsPeerSource {
                     period_granularity: granularity as i32,
                     start_period: query.start.map(|period| period.to_string()).unwrap_or_default(),
                     end_period: query.end.map(|period| period.to_string()).unwrap_or_default(),
-                    exclude_company_ids: query.exclude_company_ids.clone(),
+                    exclude_company_ids: Vec::new(),
+                    exclude_organization_ids: vec![query.exclude_organization_id.clone()],
                     page_size: PEER_PAGE_SIZE,
                     page_token: page_token.clone(),
                 })
@@ -300,6 +304,7 @@ impl PeerSource for MetricsPeerSource {
                             metric_id: value.metric_id,
                             period: value.period,
                             value: value.value,
+                            organization_key: value.organization_key,
                         }),
                 );
                 if !message.next_page_token.is_empty() {

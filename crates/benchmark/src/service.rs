@@ -222,14 +222,15 @@ impl BenchmarkApi {
     }
 
     /// Ranks `values` (by metric) against the peers of `scope` from `source`,
-    /// leaving out `exclude_company_id`; one ranking per metric of `metrics`.
+    /// leaving out the companies of `excluded_organization` (the caller's);
+    /// one ranking per metric of `metrics`.
     async fn rank(
         &self,
         metrics: &[MetricInfo],
         values: &BTreeMap<String, f64>,
         scope: &PeerScope,
         source: &Source,
-        exclude_company_id: Option<&str>,
+        excluded_organization: &str,
     ) -> Result<Vec<MetricRank>, BenchmarkError> {
         let k = self.engine.min_peer_count;
         match source {
@@ -237,7 +238,7 @@ impl BenchmarkApi {
                 let metric_ids: Vec<String> = metrics.iter().map(|metric| metric.id.clone()).collect();
                 let described = self
                     .engine
-                    .described_peers(&metric_ids, scope, exclude_company_id)
+                    .described_peers(&metric_ids, scope, excluded_organization)
                     .await?;
                 Ok(metrics
                     .iter()
@@ -287,14 +288,15 @@ struct Comparison {
 
 impl BenchmarkApi {
     /// Ranks a company's `values` against the peers of `comparison`,
-    /// leaving the company out of its peers; the scope it was ranked in.
+    /// leaving its organisation (`organization_id`) out of its peers; the
+    /// scope it was ranked in.
     async fn rank_in_sector(
         &self,
         metrics: &[MetricInfo],
         values: &BTreeMap<String, f64>,
         comparison: Comparison,
         source: &Source,
-        company_id: &str,
+        organization_id: &str,
     ) -> Result<(PeerScope, Vec<MetricRank>), BenchmarkError> {
         let Comparison {
             revenue_band_id,
@@ -311,7 +313,7 @@ impl BenchmarkApi {
             sector_id,
             period,
         };
-        let rankings = self.rank(metrics, values, &scope, source, Some(company_id)).await?;
+        let rankings = self.rank(metrics, values, &scope, source, organization_id).await?;
         let nothing_ranked = rankings
             .iter()
             .all(|ranking| ranking.status != ranking::RankStatus::Ranked);
@@ -321,9 +323,7 @@ impl BenchmarkApi {
                 sector_id: None,
                 ..scope
             };
-            let rankings = self
-                .rank(metrics, values, &band_scope, source, Some(company_id))
-                .await?;
+            let rankings = self.rank(metrics, values, &band_scope, source, organization_id).await?;
             return Ok((band_scope, rankings));
         }
         Ok((scope, rankings))
@@ -584,7 +584,10 @@ impl BenchmarkApi {
         for source in &sources {
             let (figures, cached) = match source {
                 Source::Platform => {
-                    let computed = self.engine.platform_slice(&metric.id, &scope, bootstrap).await?;
+                    let computed = self
+                        .engine
+                        .platform_slice(&metric.id, &scope, bootstrap, &caller.organization_id)
+                        .await?;
                     (computed.figures, computed.cached)
                 }
                 Source::External(row) => (self.published_figures(row, &metric.id, &scope).await?, false),
@@ -674,12 +677,15 @@ impl BenchmarkApi {
                         sector_id: sector.clone(),
                         start: start.and_then(|start| Period::containing(start, granularity)),
                         end: Period::containing(end.unwrap_or(now).min(now), granularity),
-                        exclude_company_ids: Vec::new(),
+                        exclude_organization_id: caller.organization_id.clone(),
                     })
                     .await?;
-                let mut values: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+                let mut values: BTreeMap<String, Vec<crate::engine::PeerPoint>> = BTreeMap::new();
                 for row in rows.into_iter().filter(|row| row.metric_id == metric.id) {
-                    values.entry(row.period).or_default().push(row.value);
+                    values.entry(row.period).or_default().push(crate::engine::PeerPoint {
+                        organization_key: row.organization_key,
+                        value: row.value,
+                    });
                 }
                 let bootstrap = Bootstrap {
                     seed: self.engine.default_bootstrap.seed,
@@ -858,7 +864,7 @@ impl BenchmarkApi {
             period,
         };
         let (scope, rankings) = self
-            .rank_in_sector(&metrics, &values, comparison, &source, &company.company_id)
+            .rank_in_sector(&metrics, &values, comparison, &source, &caller.organization_id)
             .await?;
         let overall = ranking::overall(&rankings);
         Ok(RankCompanyResponse {
@@ -921,17 +927,18 @@ impl BenchmarkApi {
         let (Some(band), Some(sector), Some(period), Some(source)) = (band, sector, period, source) else {
             return Err(BenchmarkError::invalid("revenue_band_id", "is not valid"));
         };
-        let exclude = match request.company_id.trim() {
-            "" => None,
-            company_id => Some(self.company(&credentials, company_id).await?.company_id),
-        };
+        // The company, when named, must be the caller's own; every company
+        // of the caller's organisation is left out of its peers anyway.
+        if !request.company_id.trim().is_empty() {
+            self.company(&credentials, request.company_id.trim()).await?;
+        }
         let scope = PeerScope {
             revenue_band_id: band,
             sector_id: sector,
             period,
         };
         let rankings = self
-            .rank(&metrics, &values, &scope, &source, exclude.as_deref())
+            .rank(&metrics, &values, &scope, &source, &caller.organization_id)
             .await?;
         let overall = ranking::overall(&rankings);
         Ok(CalculateRankingResponse {
@@ -1071,7 +1078,7 @@ impl BenchmarkApi {
                         period,
                     },
                     &source,
-                    &company.company_id,
+                    &caller.organization_id,
                 )
                 .await?;
             row.sector_id = scope.sector_id.unwrap_or_default();

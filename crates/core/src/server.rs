@@ -1,8 +1,9 @@
 //! The bootstrap every service shares: one listener that serves native gRPC,
 //! grpc-web and `/metrics`, with `grpc.health.v1`, server reflection (v1 and
 //! v1alpha, since grpcurl asks v1alpha), request ids, per-RPC metrics, token
-//! verification, and a graceful drain on SIGTERM/SIGINT.
+//! verification, message limits, and a graceful drain on SIGTERM/SIGINT.
 
+mod limits;
 mod observe;
 
 use std::future::Future;
@@ -18,6 +19,7 @@ use tonic_health::server::HealthReporter;
 
 use crate::authn::Authenticator;
 
+pub use self::limits::{MAX_MESSAGE_BYTES, NESTING_LIMIT, message_too_large, nested_too_deeply};
 pub use self::observe::{REQUEST_ID_HEADER, RequestId, STANDARD_METHODS, assign_request_id, on_grpc_outcome};
 
 /// The metadata key of the caller's IP address, set by the gateway.
@@ -163,47 +165,8 @@ impl RunningServer {
         } = definition;
         // Installs the recorder before the first request is counted.
         crate::telemetry::prometheus();
-
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
-        let mut reflection_v1 = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(metrix_proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .with_service_name("grpc.health.v1.Health");
-        let mut reflection_v1alpha = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(metrix_proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .with_service_name("grpc.health.v1.Health");
-        let advertised = grpc_services.iter().copied().chain([
-            "grpc.reflection.v1.ServerReflection",
-            "grpc.reflection.v1alpha.ServerReflection",
-        ]);
-        for service in advertised {
-            reflection_v1 = reflection_v1.with_service_name(service);
-            reflection_v1alpha = reflection_v1alpha.with_service_name(service);
-        }
-        let routes = routes
-            .add_service(health_service)
-            .add_service(reflection_v1.build_v1()?)
-            .add_service(reflection_v1alpha.build_v1alpha()?);
-
-        // Layers run outside-in: request id, grpc-web translation, the
-        // observer (which therefore sees native gRPC, trailers included),
-        // authentication, the services.
-        let observed = observe::Observed {
-            service: name,
-            known_methods: observe::known_methods(&grpc_services).into(),
-        };
-        let router = routes
-            .into_axum_router()
-            .layer(axum::middleware::from_fn_with_state(
-                authenticator,
-                crate::authn::authenticate,
-            ))
-            .layer(axum::middleware::from_fn_with_state(observed, observe::observe))
-            .layer(tonic_web::GrpcWebLayer::new())
-            .route("/metrics", get(|| async { crate::telemetry::prometheus().render() }))
-            .layer(axum::middleware::from_fn(observe::assign_request_id));
-
+        let router = router(name, &grpc_services, routes.add_service(health_service), authenticator)?;
         tracing::info!(service = name, address = %local_addr, "serving grpc, grpc-web and /metrics");
         let drain = Drain {
             health: health_reporter,
@@ -276,6 +239,54 @@ impl RunningServer {
     }
 }
 
+/// Every layer of a service's server around its `routes` (health
+/// included), reflection and `/metrics`.
+fn router(
+    name: &'static str,
+    grpc_services: &[&'static str],
+    routes: Routes,
+    authenticator: Authenticator,
+) -> Result<axum::Router, ServerError> {
+    let mut reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(metrix_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .with_service_name("grpc.health.v1.Health");
+    let mut reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(metrix_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .with_service_name("grpc.health.v1.Health");
+    let advertised = grpc_services.iter().copied().chain([
+        "grpc.reflection.v1.ServerReflection",
+        "grpc.reflection.v1alpha.ServerReflection",
+    ]);
+    for service in advertised {
+        reflection_v1 = reflection_v1.with_service_name(service);
+        reflection_v1alpha = reflection_v1alpha.with_service_name(service);
+    }
+    let routes = routes
+        .add_service(reflection_v1.build_v1()?)
+        .add_service(reflection_v1alpha.build_v1alpha()?);
+
+    // Layers run outside-in: request id, grpc-web translation, the
+    // observer (which therefore sees native gRPC, trailers included),
+    // authentication, the message limits, the services.
+    let observed = observe::Observed {
+        service: name,
+        known_methods: observe::known_methods(grpc_services).into(),
+    };
+    Ok(routes
+        .into_axum_router()
+        .layer(axum::middleware::from_fn(limits::guard_messages))
+        .layer(axum::middleware::from_fn_with_state(
+            authenticator,
+            crate::authn::authenticate,
+        ))
+        .layer(axum::middleware::from_fn_with_state(observed, observe::observe))
+        .layer(tonic_web::GrpcWebLayer::new())
+        .route("/metrics", get(|| async { crate::telemetry::prometheus().render() }))
+        .layer(axum::middleware::from_fn(observe::assign_request_id)))
+}
+
 /// How a server drains on shutdown.
 pub struct Drain {
     /// The health service of the server.
@@ -305,5 +316,117 @@ impl Drain {
         );
         tokio::time::sleep(self.delay).await;
         tracing::info!(service = name, "listener closed; draining requests in flight");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use prost::Message as _;
+    use tonic::{Code, Status};
+    use tonic_health::pb::HealthCheckRequest;
+    use tower::ServiceExt as _;
+
+    use super::*;
+    use crate::testing::TestIssuer;
+
+    /// A service's router around `routes`, as `RunningServer::start` builds it.
+    fn service_router(routes: Routes) -> axum::Router {
+        router("test", &[], routes, TestIssuer::new().authenticator()).expect("the router builds")
+    }
+
+    fn health_routes() -> Routes {
+        Routes::new(tonic_health::server::health_reporter().1)
+    }
+
+    /// One gRPC message with its length prefix.
+    fn framed(message: &[u8]) -> Vec<u8> {
+        let mut body = vec![0];
+        body.extend_from_slice(&u32::try_from(message.len()).expect("small enough").to_be_bytes());
+        body.extend_from_slice(message);
+        body
+    }
+
+    /// Calls health's Check with `message` as its encoded request, in
+    /// `content_type` (native gRPC over HTTP/2, grpc-web over HTTP/1.1), and
+    /// returns the status the answer's headers carry (every answer here is
+    /// trailers-only).
+    async fn health_check(router: axum::Router, content_type: &str, message: Vec<u8>) -> Status {
+        let version = if content_type.starts_with("application/grpc-web") {
+            http::Version::HTTP_11
+        } else {
+            http::Version::HTTP_2
+        };
+        let request = http::Request::post("/grpc.health.v1.Health/Check")
+            .version(version)
+            .header(http::header::CONTENT_TYPE, content_type)
+            .header(http::header::TE, "trailers")
+            .body(Body::from(framed(&message)))
+            .expect("a valid request");
+        let response = router.oneshot(request).await.expect("infallible");
+        Status::from_header_map(response.headers()).expect("a trailers-only answer")
+    }
+
+    fn check_request(service_name_length: usize) -> Vec<u8> {
+        HealthCheckRequest {
+            service: "x".repeat(service_name_length),
+        }
+        .encode_to_vec()
+    }
+
+    #[tokio::test]
+    async fn a_message_over_the_limit_is_resource_exhausted_over_grpc_and_grpc_web() {
+        for content_type in ["application/grpc", "application/grpc-web+proto"] {
+            let status = health_check(
+                service_router(health_routes()),
+                content_type,
+                check_request(MAX_MESSAGE_BYTES),
+            )
+            .await;
+            assert_eq!(status.code(), Code::ResourceExhausted, "{content_type}: {status:?}");
+            assert_eq!(
+                status.message(),
+                format!("the message is larger than the limit of {MAX_MESSAGE_BYTES} bytes")
+            );
+            // Just under the limit, the request reaches the service.
+            let status = health_check(
+                service_router(health_routes()),
+                content_type,
+                check_request(MAX_MESSAGE_BYTES - 16),
+            )
+            .await;
+            assert_eq!(status.code(), Code::NotFound, "{content_type}: {status:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_server_configured_below_the_limit_answers_resource_exhausted_too() {
+        let health = tonic_health::server::health_reporter()
+            .1
+            .max_decoding_message_size(1024);
+        let status = health_check(
+            service_router(Routes::new(health)),
+            "application/grpc",
+            check_request(2048),
+        )
+        .await;
+        assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+        assert_eq!(status.message(), "the message is larger than the limit of 1024 bytes");
+    }
+
+    #[tokio::test]
+    async fn a_message_nested_past_the_decoder_limit_is_invalid_argument() {
+        // An unknown field 2 holding groups nested 150 deep: prost follows
+        // groups to skip them, and stops at its recursion limit.
+        let depth = 150;
+        let mut message = vec![(2 << 3) | 3; depth];
+        message.extend(std::iter::repeat_n((2 << 3) | 4, depth));
+        let status = health_check(service_router(health_routes()), "application/grpc", message).await;
+        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+        assert_eq!(
+            status.message(),
+            format!("invalid request: is nested too deeply: more than {NESTING_LIMIT} levels of protobuf messages")
+        );
+        assert_eq!(crate::testing::violated_fields(&status), ["request"]);
     }
 }

@@ -223,7 +223,7 @@ async fn process(state: &MetricsState, entry: &StreamEntry) -> Outcome {
             Ok(_) => {}
             Err(error) if is_outage(&error) => return Outcome::Outage(error),
             Err(error) => {
-                reasons.insert(format!("{}", metrix_core::error::error_chain(&error)));
+                reasons.insert(metrix_core::error::error_chain(&error));
                 failed.push(event.clone());
             }
         }

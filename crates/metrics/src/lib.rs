@@ -17,6 +17,7 @@ pub mod export;
 pub mod formulas;
 pub mod import;
 pub mod ingest;
+pub mod peer_noise;
 pub use metrix_core::period;
 pub mod service;
 pub mod settings;
@@ -190,7 +191,10 @@ impl MetricsServer {
         let definition = ServiceDefinition {
             name: "metrics",
             grpc_services: vec![SERVICE_NAME],
-            routes: tonic::service::Routes::new(MetricsServiceServer::new(MetricsApi::new(state.clone()))),
+            routes: tonic::service::Routes::new(
+                MetricsServiceServer::new(MetricsApi::new(state.clone()))
+                    .max_decoding_message_size(metrix_core::server::MAX_MESSAGE_BYTES),
+            ),
             authenticator,
             shutdown_grace: settings.common.shutdown_grace,
             drain_delay: settings.common.drain_delay,

@@ -1337,6 +1337,14 @@ impl MetricsApi {
             .collect();
         exclude_company_ids.sort();
         exclude_company_ids.dedup();
+        let mut exclude_organization_ids: Vec<String> = request
+            .exclude_organization_ids
+            .iter()
+            .map(|id| id.trim().to_owned())
+            .filter(|id| !id.is_empty())
+            .collect();
+        exclude_organization_ids.sort();
+        exclude_organization_ids.dedup();
         let filter = PeerFilter {
             metric_ids,
             sector_id,
@@ -1345,21 +1353,30 @@ impl MetricsApi {
             start_month,
             end_month,
             exclude_company_ids,
+            exclude_organization_ids,
         };
         let filters = format!(
-            "peers|{}|{}|{}|{}|{:?}|{:?}|{}",
+            "peers|{}|{}|{}|{}|{:?}|{:?}|{}|{}",
             filter.metric_ids.join(","),
             filter.sector_id,
             filter.revenue_band_id,
             filter.granularity,
             filter.start_month,
             filter.end_month,
-            filter.exclude_company_ids.join(",")
+            filter.exclude_company_ids.join(","),
+            filter.exclude_organization_ids.join(",")
         );
         let (page_size, cursor) =
             page_request::<PeerCursor>(request.page_size, &request.page_token, &filters, PEER_PAGE)?;
         let store = self.state.store.clone();
-        let stream = peer_value_stream(store, filter, filters, cursor, page_size);
+        let stream = peer_value_stream(
+            store,
+            self.state.peer_key_secret.clone(),
+            filter,
+            filters,
+            cursor,
+            page_size,
+        );
         Ok(Box::pin(stream))
     }
 }
@@ -1368,6 +1385,7 @@ impl MetricsApi {
 /// store a message at a time so memory stays flat however large the page.
 fn peer_value_stream(
     store: MetricsStore,
+    secret: SecretString,
     filter: PeerFilter,
     filters: String,
     first_cursor: Option<PeerCursor>,
@@ -1385,6 +1403,7 @@ fn peer_value_stream(
     };
     futures::stream::unfold(progress, move |mut progress| {
         let store = store.clone();
+        let secret = secret.clone();
         let filter = filter.clone();
         let filters = filters.clone();
         async move {
@@ -1419,8 +1438,15 @@ fn peer_value_stream(
                 peer_values: rows
                     .into_iter()
                     .map(|row| PeerValue {
+                        value: crate::peer_noise::perturb(
+                            &secret,
+                            &row.company_id,
+                            &row.metric_id,
+                            &row.period,
+                            row.value,
+                        ),
+                        organization_key: crate::peer_noise::organization_key(&secret, &row.organization_id),
                         metric_id: row.metric_id,
-                        value: row.value,
                         sector_id: row.sector_id,
                         revenue_band_id: row.revenue_band_id,
                         period: row.period,

@@ -134,6 +134,10 @@ pub struct PeerRow {
     pub revenue_band_id: String,
     pub period: String,
     pub peer_key: String,
+    /// Never sent: the key of the value's noise factor.
+    pub company_id: String,
+    /// Never sent: hashed into the organisation key.
+    pub organization_id: String,
 }
 
 /// Filters of ListPeerValues; empty and zero mean "any".
@@ -146,6 +150,7 @@ pub struct PeerFilter {
     pub start_month: Option<i32>,
     pub end_month: Option<i32>,
     pub exclude_company_ids: Vec<String>,
+    pub exclude_organization_ids: Vec<String>,
 }
 
 /// Where the next page of peer values starts.
@@ -674,6 +679,10 @@ impl MetricsStore {
             let list = query.text_list(&filter.exclude_company_ids);
             query.condition(format!("c.company_id NOT IN ({list})"));
         }
+        if !filter.exclude_organization_ids.is_empty() {
+            let list = query.text_list(&filter.exclude_organization_ids);
+            query.condition(format!("c.organization_id NOT IN ({list})"));
+        }
         if let Some(cursor) = cursor {
             let m1 = query.text(&cursor.metric_id);
             let m2 = query.text(&cursor.metric_id);
@@ -688,7 +697,8 @@ impl MetricsStore {
         }
         let limit_placeholder = query.integer(i64::from(limit));
         let sql = format!(
-            "SELECT k.metric_id, k.value, c.sector_id, c.revenue_band_id, k.period, c.peer_key \
+            "SELECT k.metric_id, k.value, c.sector_id, c.revenue_band_id, k.period, c.peer_key, \
+             c.company_id, c.organization_id \
              FROM kpi_values k JOIN companies c ON c.company_id = k.company_id {} \
              ORDER BY k.metric_id, k.period, c.peer_key LIMIT {limit_placeholder}",
             query.where_clause()

@@ -5,7 +5,6 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::Json;
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -21,6 +20,7 @@ use tonic::metadata::{MetadataMap, MetadataValue};
 use super::routes::{Route, RouteMatch};
 use super::transcode;
 use crate::Edge;
+use crate::edge::{Protocol, read_body, too_large};
 use crate::errors::{invalid_request, status_json, status_response};
 use crate::grpc::RawCodec;
 
@@ -55,9 +55,12 @@ pub async fn handle(edge: Arc<Edge>, request: Request) -> Response {
         }
     };
     let (parts, body) = request.into_parts();
-    let body = match axum::body::to_bytes(body, edge.settings.body_limit).await {
+    let body = match read_body(body, edge.settings.body_limit).await {
         Ok(body) => body,
-        Err(_) => return payload_too_large(edge.settings.body_limit),
+        Err(status) if status.code() == tonic::Code::ResourceExhausted => {
+            return too_large(Protocol::Rest, edge.settings.body_limit);
+        }
+        Err(status) => return status_response(&status, &edge.pool),
     };
     let message = match transcode::request_message(route, &bindings, query.as_deref(), &body) {
         Ok(message) => message,
@@ -187,16 +190,6 @@ pub fn is_file_shaped(descriptor: &prost_reflect::MessageDescriptor) -> bool {
         && matches!(kind_of("content_type"), Some(Kind::String))
         && matches!(kind_of("filename"), Some(Kind::String))
         && matches!(kind_of("content"), Some(Kind::Bytes))
-}
-
-fn payload_too_large(limit: usize) -> Response {
-    let body = serde_json::json!({
-        "code": tonic::Code::ResourceExhausted as i32,
-        "status": "RESOURCE_EXHAUSTED",
-        "message": format!("the request body is larger than {limit} bytes"),
-        "details": [],
-    });
-    (StatusCode::PAYLOAD_TOO_LARGE, Json(body)).into_response()
 }
 
 /// The client's `grpc-timeout` (`100m`, `5S`, …), if it sent one.

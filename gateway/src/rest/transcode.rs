@@ -9,7 +9,7 @@
 use std::collections::HashSet;
 
 use metrix_core::error::FieldViolation;
-use prost_reflect::{DynamicMessage, FieldDescriptor, Kind, MessageDescriptor, SerializeOptions};
+use prost_reflect::{DynamicMessage, FieldDescriptor, Kind, MessageDescriptor, ReflectMessage as _, SerializeOptions};
 use serde_json::{Map, Value as Json};
 
 use super::routes::{BodyRule, Route};
@@ -63,11 +63,78 @@ pub fn request_message(
         }
     }
     let message = read_fields(&input, root, "", &mut violations);
+    if violations.is_empty()
+        && let Some(field) = nested_too_deeply(&message, 0, "")
+    {
+        violations.push(metrix_core::server::nested_too_deeply(field));
+    }
     if violations.is_empty() {
         Ok(message)
     } else {
         Err(violations)
     }
+}
+
+/// The first field (its JSON path) holding messages nested deeper than the
+/// services decode, [`NESTING_LIMIT`] levels below the request, counted as
+/// protobuf counts them: each nested message and each map entry is a level,
+/// so a `google.protobuf.Struct` spends three per JSON object. A value
+/// inside a well-known type is reported as the field holding it, such as
+/// `events[0].properties`.
+///
+/// [`NESTING_LIMIT`]: metrix_core::server::NESTING_LIMIT
+fn nested_too_deeply(message: &DynamicMessage, level: usize, path: &str) -> Option<String> {
+    use prost_reflect::Value;
+    let inside_well_known = is_well_known(&message.descriptor()) && !path.is_empty();
+    let child_path = |suffix: &str| {
+        if inside_well_known {
+            path.to_owned()
+        } else if path.is_empty() {
+            suffix.to_owned()
+        } else {
+            format!("{path}.{suffix}")
+        }
+    };
+    // A nested message `levels` below this one: too deep, or too deep inside.
+    let check = |nested: &DynamicMessage, levels: usize, nested_path: String| {
+        if level + levels > metrix_core::server::NESTING_LIMIT {
+            Some(nested_path)
+        } else {
+            nested_too_deeply(nested, level + levels, &nested_path)
+        }
+    };
+    for (field, value) in message.fields() {
+        let field_path = child_path(field.json_name());
+        let found = match value {
+            Value::Message(nested) => check(nested, 1, field_path),
+            Value::List(items) => items.iter().enumerate().find_map(|(index, item)| match item {
+                Value::Message(nested) => {
+                    let item_path = if inside_well_known {
+                        field_path.clone()
+                    } else {
+                        format!("{field_path}[{index}]")
+                    };
+                    check(nested, 1, item_path)
+                }
+                _ => None,
+            }),
+            Value::Map(entries) if !entries.is_empty() => {
+                if level + 1 > metrix_core::server::NESTING_LIMIT {
+                    Some(field_path)
+                } else {
+                    entries.values().find_map(|entry| match entry {
+                        Value::Message(nested) => check(nested, 2, field_path.clone()),
+                        _ => None,
+                    })
+                }
+            }
+            _ => None,
+        };
+        if found.is_some() {
+            return found;
+        }
+    }
+    None
 }
 
 fn parse_body(body: &[u8]) -> Result<Json, Vec<FieldViolation>> {
@@ -123,11 +190,16 @@ fn insert_query(
     let unknown = || FieldViolation::new(key, format!("is not a field of {}", input.name()));
     let mut message = input.clone();
     let mut object = root;
+    let mut named = Vec::with_capacity(parts.len());
     for (index, part) in parts.iter().enumerate() {
         let field = field_named(&message, part).ok_or_else(unknown)?;
         let json_name = field.json_name().to_owned();
+        named.push(json_name.clone());
         let last = index + 1 == parts.len();
         if last {
+            if value.contains('\0') {
+                return Err(nul_violation(named.join(".")));
+            }
             let value = scalar_json(&field, &value);
             if field.is_list() {
                 let entry = object.entry(json_name).or_insert_with(|| Json::Array(Vec::new()));
@@ -195,6 +267,9 @@ fn insert_path(
             object.insert(json_name.clone(), sent);
         }
         if index + 1 == path.len() {
+            if value.contains('\0') {
+                return Err(nul_violation(named));
+            }
             if object.get(&json_name).is_some_and(|sent| !same_scalar(sent, value)) {
                 refused = Some(FieldViolation::new(
                     named,
@@ -219,6 +294,12 @@ fn insert_path(
         object = inner;
     }
     refused.map_or(Ok(()), Err)
+}
+
+/// A path or query value holding a NUL character: no identifier or filter
+/// holds one (and PostgreSQL refuses it in text), so the call stops here.
+fn nul_violation(field: String) -> FieldViolation {
+    FieldViolation::new(field, "must not contain a NUL character")
 }
 
 /// Whether a body's JSON value says the same as a path variable's text
@@ -312,6 +393,11 @@ fn read_fields(
         single.insert(field.json_name().to_owned(), value);
         match DynamicMessage::deserialize(descriptor.clone(), Json::Object(single)) {
             Ok(parsed) => message.set_field(&field, parsed.get_field(&field).into_owned()),
+            // A `Struct` too deep for prost-reflect's own decoding is the
+            // same failure `nested_too_deeply` reports, so it reads the same.
+            Err(error) if error.to_string().contains("recursion limit reached") => {
+                violations.push(metrix_core::server::nested_too_deeply(path));
+            }
             Err(error) => violations.push(FieldViolation::new(path, describe(&error.to_string()))),
         }
     }
@@ -506,5 +592,131 @@ mod tests {
         assert_eq!(fields, ["colour", "pageSize"]);
         let violations = transcode(Method::POST, "/v1/auth:signIn", None, "{not json").unwrap_err();
         assert_eq!(violations[0].field, "body");
+    }
+
+    fn violated(violations: &[FieldViolation]) -> Vec<&str> {
+        violations.iter().map(|violation| violation.field.as_str()).collect()
+    }
+
+    #[test]
+    fn a_nul_in_a_path_or_query_value_is_refused_by_its_json_name() {
+        let violations = transcode(Method::GET, "/v1/events/abc%00def", None, "").unwrap_err();
+        assert_eq!(violated(&violations), ["eventId"]);
+        assert_eq!(violations[0].description, "must not contain a NUL character");
+        let violations = transcode(Method::GET, "/v1/audit-events", Some("page_token=a%00b"), "").unwrap_err();
+        assert_eq!(violated(&violations), ["pageToken"]);
+        let violations = transcode(Method::GET, "/v1/events", Some("filter.user_id=u%00&pageSize=5"), "").unwrap_err();
+        assert_eq!(violated(&violations), ["filter.userId"]);
+        let violations = transcode(
+            Method::GET,
+            "/v1/events",
+            Some("filter.eventTypes=a&filter.eventTypes=%00"),
+            "",
+        )
+        .unwrap_err();
+        assert_eq!(violated(&violations), ["filter.eventTypes"]);
+        // An escaped percent sign is text like any other.
+        let json = transcode(Method::GET, "/v1/events/abc%2500def", None, "").unwrap();
+        assert_eq!(json, serde_json::json!({"eventId": "abc%00def"}));
+    }
+
+    /// `{"a": {"a": … "x"}}`, `objects` objects deep.
+    fn nested_json(objects: usize) -> Json {
+        (0..objects).fold(serde_json::json!("x"), |inner, _| serde_json::json!({ "a": inner }))
+    }
+
+    /// The same as a `Struct`.
+    fn nested_struct(objects: usize) -> prost_types::Struct {
+        let mut properties = prost_types::Struct::default();
+        properties.fields.insert(
+            "a".to_owned(),
+            prost_types::Value {
+                kind: Some(prost_types::value::Kind::StringValue("x".to_owned())),
+            },
+        );
+        for _ in 1..objects {
+            let mut outer = prost_types::Struct::default();
+            outer.fields.insert(
+                "a".to_owned(),
+                prost_types::Value {
+                    kind: Some(prost_types::value::Kind::StructValue(properties)),
+                },
+            );
+            properties = outer;
+        }
+        properties
+    }
+
+    #[test]
+    fn nesting_is_refused_exactly_where_the_services_decoder_stops() {
+        use metrix_proto::metrics::v1::{Event, TrackEventRequest, TrackEventsRequest};
+        use prost::Message as _;
+        let mut outcomes = HashSet::new();
+        for objects in 1..=60 {
+            let batch = serde_json::json!({"events": [{"eventType": "signup", "properties": nested_json(objects)}]});
+            let transcoded = transcode(Method::POST, "/v1/events:batch", None, &batch.to_string());
+            let decodes = TrackEventsRequest::decode(
+                TrackEventsRequest {
+                    events: vec![Event {
+                        event_type: "signup".to_owned(),
+                        properties: Some(nested_struct(objects)),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }
+                .encode_to_vec()
+                .as_slice(),
+            )
+            .is_ok();
+            match transcoded {
+                Ok(json) => {
+                    assert!(
+                        decodes,
+                        "{objects} objects deep: accepted, but the service cannot decode it"
+                    );
+                    assert_eq!(json["events"][0]["properties"], nested_json(objects));
+                }
+                Err(violations) => {
+                    assert!(!decodes, "{objects} objects deep: refused, but the service decodes it");
+                    assert_eq!(
+                        violations,
+                        [metrix_core::server::nested_too_deeply("events[0].properties")],
+                        "{objects}"
+                    );
+                }
+            }
+            outcomes.insert(decodes);
+
+            let single = serde_json::json!({"event": {"eventType": "signup", "properties": nested_json(objects)}});
+            let transcoded = transcode(Method::POST, "/v1/events", None, &single.to_string());
+            let decodes = TrackEventRequest::decode(
+                TrackEventRequest {
+                    event: Some(Event {
+                        event_type: "signup".to_owned(),
+                        properties: Some(nested_struct(objects)),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }
+                .encode_to_vec()
+                .as_slice(),
+            )
+            .is_ok();
+            match transcoded {
+                Ok(_) => assert!(
+                    decodes,
+                    "{objects} objects deep in one event: accepted, but undecodable"
+                ),
+                Err(violations) => {
+                    assert!(!decodes, "{objects} objects deep in one event: refused, but decodable");
+                    assert_eq!(
+                        violations,
+                        [metrix_core::server::nested_too_deeply("event.properties")],
+                        "{objects}"
+                    );
+                }
+            }
+        }
+        assert_eq!(outcomes.len(), 2, "the depths tried cross the limit");
     }
 }

@@ -3,8 +3,8 @@
 
 use metrix_core::authn::Role;
 use metrix_proto::benchmark::v1::{
-    GetBenchmarkRequest, GetBenchmarkTimeSeriesRequest, ListRevenueBandsRequest, ListSectorsRequest, SuppressionStatus,
-    TimeGranularity, TrendDirection,
+    BenchmarkStatistics, GetBenchmarkRequest, GetBenchmarkTimeSeriesRequest, ListRevenueBandsRequest,
+    ListSectorsRequest, SuppressionStatus, TimeGranularity, TrendDirection,
 };
 use metrix_proto::common::v1::TimeRange;
 use tonic::Code;
@@ -73,8 +73,8 @@ async fn figures_equal_numpy_with_outliers_excluded(backend: Backend) {
     assert_close(statistics.p90, 126.0);
     assert_close(statistics.mean, 108.6842105263158);
     assert_close(statistics.std_dev, 13.6180135261227);
-    assert_close(statistics.min, 88.0);
-    assert_close(statistics.max, 140.0);
+    // The extremes are one company's value each: never published.
+    assert!(statistics.min.is_none() && statistics.max.is_none());
     let mean_interval = statistics.mean_confidence_interval.as_ref().expect("mean interval");
     assert_close(mean_interval.lower_bound, 102.12053810997573);
     assert_close(mean_interval.upper_bound, 115.24788294265586);
@@ -127,11 +127,12 @@ async fn small_slices_are_suppressed_and_tails_withheld(backend: Backend) {
     assert_eq!(suppression.status, SuppressionStatus::SuppressedBelowK as i32);
     assert_eq!(suppression.min_sample_size, 5);
     assert!(
-        suppression.reason.contains("fewer than the minimum of 5"),
+        suppression.reason.contains("fewer than 5 organisations"),
         "{}",
         suppression.reason
     );
-    assert_eq!(statistics.n, 4);
+    // How many companies a suppressed slice holds is withheld too.
+    assert_eq!((statistics.n, statistics.total_count), (0, 0));
     assert!(statistics.mean.is_none() && statistics.min.is_none() && statistics.max.is_none());
     assert!(statistics.p50.is_none() && statistics.std_dev.is_none() && statistics.lower_fence.is_none());
     let interval = statistics.mean_confidence_interval.expect("interval message");
@@ -164,6 +165,54 @@ async fn small_slices_are_suppressed_and_tails_withheld(backend: Backend) {
         SuppressionStatus::SuppressedNoData as i32
     );
     assert_eq!(statistics.n, 0);
+}
+
+/// k counts distinct organisations, and an organisation's own companies are
+/// never among its peers: six companies of one organisation are one
+/// contributor, and to that organisation a slice of it and four others is
+/// a slice of four.
+async fn k_counts_organisations_and_the_callers_own_are_never_peers(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let many_companies = new_organization();
+    for (index, band) in ["arr_1m_5m", "arr_5m_10m"].into_iter().enumerate() {
+        for value in [101.0, 99.0, 104.0, 97.0, 110.0, 95.0] {
+            let company_id = app.peers.add_company(&many_companies, "fintech", band);
+            app.peers.set_value(&company_id, "ndr", "2026-Q2", value + index as f64);
+        }
+    }
+    app.peers
+        .add_peers("fintech", "arr_1m_5m", "ndr", "2026-Q2", &[100.0, 102.0, 98.0, 105.0]);
+    let statistics_for = |organization: String, band: &'static str| {
+        let token = app.user(&organization, Role::Analyst);
+        let mut client = app.client();
+        async move {
+            client
+                .get_benchmark(authorized(ndr_request(band), &token))
+                .await
+                .expect("answered")
+                .into_inner()
+                .results[0]
+                .statistics
+                .clone()
+                .expect("statistics")
+        }
+    };
+    let status = |statistics: &BenchmarkStatistics| statistics.suppression.as_ref().expect("suppression").status;
+
+    // One organisation's six companies: one contributor, below k.
+    let alone = statistics_for(new_organization(), "arr_5m_10m").await;
+    assert_eq!(status(&alone), SuppressionStatus::SuppressedBelowK as i32);
+    assert_eq!(alone.n, 0, "how many companies is withheld");
+
+    // With four more organisations: five contributors, published to others.
+    let outsider = statistics_for(new_organization(), "arr_1m_5m").await;
+    assert_eq!(status(&outsider), SuppressionStatus::NotSuppressed as i32);
+    assert_eq!(outsider.n, 10);
+
+    // To the organisation itself, only the four others are peers.
+    let insider = statistics_for(many_companies.clone(), "arr_1m_5m").await;
+    assert_eq!(status(&insider), SuppressionStatus::SuppressedBelowK as i32);
+    assert!(insider.mean.is_none() && insider.p50.is_none());
 }
 
 async fn slices_are_cached_until_kpis_change(backend: Backend) {
@@ -386,6 +435,7 @@ async fn time_series_have_every_period_and_a_trend(backend: Backend) {
 }
 
 both_backends!(
+    k_counts_organisations_and_the_callers_own_are_never_peers,
     figures_equal_numpy_with_outliers_excluded,
     small_slices_are_suppressed_and_tails_withheld,
     slices_are_cached_until_kpis_change,

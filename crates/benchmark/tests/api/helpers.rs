@@ -34,7 +34,9 @@ struct FakeCompany {
 
 /// The metrics service as the benchmark sees it, in memory: companies with
 /// their organisation, sector, band and values, visible to their own
-/// organisation only, exactly as the real service answers.
+/// organisation only, exactly as the real service answers — except that the
+/// peer values are sent as recorded, without the real feed's noise, so the
+/// figures can be compared with numpy's on the same values.
 #[derive(Default)]
 pub struct FakePeers {
     companies: Mutex<Vec<FakeCompany>>,
@@ -132,7 +134,7 @@ impl PeerSource for FakePeers {
                     .as_ref()
                     .is_none_or(|sector| *sector == company.info.sector_id)
             })
-            .filter(|company| !query.exclude_company_ids.contains(&company.info.company_id))
+            .filter(|company| company.info.organization_id != query.exclude_organization_id)
             .flat_map(|company| {
                 company
                     .values
@@ -144,6 +146,8 @@ impl PeerSource for FakePeers {
                         metric_id: metric_id.clone(),
                         period: period.clone(),
                         value: *value,
+                        // The real service sends a keyed hash; the id is as good a key.
+                        organization_key: company.info.organization_id.clone(),
                     })
             })
             .collect())

@@ -30,8 +30,10 @@ async fn collect(app: &TestApp, token: &str, request: ListPeerValuesRequest) -> 
 async fn peers_are_anonymised_across_organisations(backend: Backend) {
     let app = spawn_app(backend).await;
     let mut company_ids = Vec::new();
+    let mut organizations = Vec::new();
     for index in 0..3 {
         let organization = new_organization();
+        organizations.push(organization.clone());
         let company_id = app.create_company(&organization, &format!("Company {index}")).await;
         app.client()
             .record_kpis(authorized(
@@ -71,9 +73,38 @@ async fn peers_are_anonymised_across_organisations(backend: Backend) {
     .await;
     assert!(next_page_token.is_empty());
     assert_eq!(values.len(), 3);
-    let mut ndr: Vec<f64> = values.iter().map(|value| value.value).collect();
-    ndr.sort_by(f64::total_cmp);
-    assert_eq!(ndr, [100.0, 101.0, 102.0]);
+    // Noise-infused: no value leaves as recorded; each is its company's
+    // value distorted by 10–25 %, and the distortion is fixed.
+    for value in &values {
+        assert!(
+            [100.0, 101.0, 102.0].iter().all(|recorded| value.value != *recorded),
+            "{} left as recorded",
+            value.value
+        );
+        assert!(
+            [100.0, 101.0, 102.0].iter().any(|recorded| {
+                let distortion = (value.value / recorded - 1.0).abs();
+                (0.099..=0.251).contains(&distortion)
+            }),
+            "{} is not a distorted value",
+            value.value
+        );
+    }
+    let (again, _) = collect(
+        &app,
+        &token,
+        ListPeerValuesRequest {
+            metric_ids: vec!["ndr".into()],
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(again, values, "the same values every time");
+    // Each organisation has its own opaque key.
+    let mut organization_keys: Vec<&str> = values.iter().map(|value| value.organization_key.as_str()).collect();
+    organization_keys.sort_unstable();
+    organization_keys.dedup();
+    assert_eq!(organization_keys.len(), 3);
     assert!(values.iter().all(|value| value.sector_id == "fintech"));
     for value in &values {
         assert!(company_ids.iter().all(|id| !value.peer_key.contains(id.as_str())));
@@ -95,8 +126,27 @@ async fn peers_are_anonymised_across_organisations(backend: Backend) {
     )
     .await;
     assert_eq!(excluded.len(), 1, "{excluded:?}");
-    assert_eq!(excluded[0].value, 101.0);
+    let distortion = (excluded[0].value / 101.0 - 1.0).abs();
+    assert!((0.099..=0.251).contains(&distortion), "{}", excluded[0].value);
     assert_eq!(excluded[0].revenue_band_id, "arr_1m_5m");
+
+    // Leaving out an organisation leaves out every company of it.
+    let (others, _) = collect(
+        &app,
+        &token,
+        ListPeerValuesRequest {
+            metric_ids: vec!["ndr".into()],
+            exclude_organization_ids: vec![organizations[1].clone()],
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(others.len(), 2, "{others:?}");
+    assert!(
+        others
+            .iter()
+            .all(|value| value.organization_key != excluded[0].organization_key)
+    );
 
     let (first_page, token_for_more) = collect(
         &app,

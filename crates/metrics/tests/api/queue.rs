@@ -81,7 +81,8 @@ async fn nul_characters_are_refused_per_event(backend: Backend) {
     let organization = new_organization();
     let key = app.issuer.api_key(&organization, &[Scope::EventsWrite]);
     let reader = app.user(&organization, Role::CompanyUser);
-    let poisoned: Vec<(&str, Box<dyn Fn(&mut Event)>)> = vec![
+    type Poison = Box<dyn Fn(&mut Event)>;
+    let poisoned: Vec<(&str, Poison)> = vec![
         ("event_id", Box::new(|event: &mut Event| event.event_id.push('\0'))),
         ("app_id", Box::new(|event: &mut Event| event.app_id = "we\0b".into())),
         ("user_id", Box::new(|event: &mut Event| event.user_id = "u\0".into())),
