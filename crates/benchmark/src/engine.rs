@@ -27,7 +27,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use metrix_core::cache::{Cache, PubSub};
+use metrix_core::authn::Principal;
+use metrix_core::cache::{Cache, PubSub, Quota, RateDecision, RateLimiter};
 use metrix_core::error::error_chain;
 use metrix_core::notices::{KPI_CHANGES_CHANNEL, KpiChanges};
 use metrix_core::period::Period;
@@ -38,7 +39,7 @@ use crate::error::BenchmarkError;
 use crate::figures::{Bootstrap, Origin, SliceFigures};
 use crate::peers::{PeerQuery, PeerSource};
 use crate::stats;
-use crate::store::BenchmarkStore;
+use crate::store::{BenchmarkStore, QueryRecord};
 
 /// How long a version counter lives; far longer than any cached entry.
 const VERSION_TTL: Duration = Duration::from_secs(30 * 86_400);
@@ -133,10 +134,25 @@ pub struct Engine {
     pub cache_ttl: Duration,
     /// This instance's memory in front of the shared cache.
     pub local: Mutex<LocalMemory>,
+    /// Counts each organisation's benchmark queries, across instances.
+    pub rate_limiter: Arc<dyn RateLimiter>,
+    /// How many benchmark queries an organisation may make.
+    pub query_quota: Quota,
+    /// Permits for CPU-bound work (sorting, bootstrapping): one per core, so
+    /// a flood of uncached slices queues briefly, then is refused, instead
+    /// of stalling every other request.
+    pub cpu: Arc<tokio::sync::Semaphore>,
 }
+
+/// How long CPU-bound work waits for a core before it is refused.
+const CPU_WAIT: Duration = Duration::from_secs(5);
 
 /// The key of the version counter of every slice.
 const GLOBAL_VERSION_KEY: &str = "benchmark:version:all";
+
+/// The key of the version counter of every time series (which span many
+/// periods, so any change moves it).
+const SERIES_VERSION_KEY: &str = "benchmark:version:series";
 
 fn period_version_key(period: &str) -> String {
     format!("benchmark:version:{period}")
@@ -281,7 +297,7 @@ impl Engine {
         }
         let values = self.peer_values(scope, excluded_organization).await?;
         let slice_values = values.get(metric_id).cloned().unwrap_or_default();
-        let figures = tokio::task::spawn_blocking(move || compute_figures(&slice_values, bootstrap)).await?;
+        let figures = self.compute(move || compute_figures(&slice_values, bootstrap)).await?;
         if let Some(key) = &key {
             self.cache_set(key, &figures).await;
             self.remember_figures(key, &figures);
@@ -332,16 +348,17 @@ impl Engine {
         }
         let values = self.peer_values(scope, excluded_organization).await?;
         let bootstrap = self.default_bootstrap;
-        let computed: Vec<(String, DescribedPeers)> = tokio::task::spawn_blocking(move || {
-            missing
-                .into_iter()
-                .map(|metric_id| {
-                    let slice_values = values.get(&metric_id).map(Vec::as_slice).unwrap_or_default();
-                    (metric_id, describe_peers(slice_values, bootstrap))
-                })
-                .collect()
-        })
-        .await?;
+        let computed: Vec<(String, DescribedPeers)> = self
+            .compute(move || {
+                missing
+                    .into_iter()
+                    .map(|metric_id| {
+                        let slice_values = values.get(&metric_id).map(Vec::as_slice).unwrap_or_default();
+                        (metric_id, describe_peers(slice_values, bootstrap))
+                    })
+                    .collect()
+            })
+            .await?;
         let mut local = self.local();
         for (metric_id, peers) in computed {
             if let Some(key) = key_of(&metric_id) {
@@ -353,6 +370,112 @@ impl Engine {
             described.insert(metric_id, peers);
         }
         Ok(described)
+    }
+
+    /// The figures of each period of `query` (one metric), as its excluded
+    /// organisation sees them, from the cache when possible.
+    pub async fn series_figures(
+        &self,
+        query: &PeerQuery,
+        bootstrap: Bootstrap,
+    ) -> Result<BTreeMap<String, SliceFigures>, BenchmarkError> {
+        let tag = match (
+            self.version(GLOBAL_VERSION_KEY).await,
+            self.version(SERIES_VERSION_KEY).await,
+        ) {
+            (Some(global), Some(series)) => Some(format!("{global}.{series}")),
+            _ => None,
+        };
+        let key = tag.map(|tag| {
+            format!(
+                "benchmark:series:{tag}:{}:{}:{}:{}:{}:{}:{}",
+                query.metric_ids.join(","),
+                query.revenue_band_id,
+                query.sector_id.as_deref().unwrap_or("*"),
+                query.start.map(|period| period.to_string()).unwrap_or_default(),
+                query.end.map(|period| period.to_string()).unwrap_or_default(),
+                bootstrap.seed,
+                query.exclude_organization_id
+            )
+        });
+        if let Some(key) = &key
+            && let Some(figures) = self.cache_get::<BTreeMap<String, SliceFigures>>(key).await
+        {
+            return Ok(figures);
+        }
+        let rows = self.peers.peer_values(query).await?;
+        let mut values: BTreeMap<String, Vec<PeerPoint>> = BTreeMap::new();
+        for row in rows.into_iter().filter(|row| query.metric_ids.contains(&row.metric_id)) {
+            values.entry(row.period).or_default().push(PeerPoint {
+                organization_key: row.organization_key,
+                value: row.value,
+            });
+        }
+        let figures = self
+            .compute(move || {
+                values
+                    .into_iter()
+                    .map(|(period, points)| (period, compute_figures(&points, bootstrap)))
+                    .collect::<BTreeMap<_, _>>()
+            })
+            .await?;
+        if let Some(key) = &key {
+            self.cache_set(key, &figures).await;
+        }
+        Ok(figures)
+    }
+
+    /// Admits one benchmark query of `caller` asking for `slice`: counted
+    /// against its organisation's quota (RESOURCE_EXHAUSTED beyond it) and
+    /// written to the audit trail.
+    pub async fn admit(&self, caller: &Principal, rpc: &'static str, slice: String) -> Result<(), BenchmarkError> {
+        let key = format!("benchmark:queries:{}", caller.organization_id);
+        match self.rate_limiter.check(&key, self.query_quota).await {
+            Ok(RateDecision::Allowed) => {}
+            Ok(RateDecision::Limited { retry_after }) => {
+                tracing::warn!(organization_id = %caller.organization_id, rpc, slice, "benchmark queries throttled");
+                return Err(BenchmarkError::Throttled(retry_after));
+            }
+            // The quota bounds cost; an unreachable counter must not take
+            // benchmarks down with it.
+            Err(error) => tracing::warn!(error = %error_chain(&error), "benchmark query quota unreadable"),
+        }
+        tracing::info!(organization_id = %caller.organization_id, subject = %caller.subject, rpc, slice, "benchmark query");
+        let record = QueryRecord {
+            query_id: uuid::Uuid::now_v7().to_string(),
+            organization_id: caller.organization_id.clone(),
+            subject: caller.subject.clone(),
+            rpc,
+            slice,
+            asked_at: now_micros(),
+        };
+        // Written beside the answer, never in its way.
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            if let Err(error) = store.record_query(&record).await {
+                tracing::warn!(error = %error_chain(&error), "benchmark query not audited");
+            }
+        });
+        Ok(())
+    }
+
+    /// Runs CPU-bound `work` on the blocking pool once a core is free;
+    /// refused with [`BenchmarkError::Busy`] after [`CPU_WAIT`].
+    pub async fn compute<T, F>(&self, work: F) -> Result<T, BenchmarkError>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
+        let permit = tokio::time::timeout(CPU_WAIT, self.cpu.clone().acquire_owned())
+            .await
+            .map_err(|_| BenchmarkError::Busy)?
+            .map_err(|_| BenchmarkError::Busy)?;
+        let result = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            work()
+        })
+        .await?;
+        Ok(result)
     }
 
     fn remember_figures(&self, key: &str, figures: &SliceFigures) {
@@ -375,6 +498,7 @@ impl Engine {
         if changes.revenue_bands_changed {
             keys.push(GLOBAL_VERSION_KEY.to_owned());
         }
+        keys.push(SERIES_VERSION_KEY.to_owned());
         for key in keys {
             if let Err(error) = self.cache.increment(&key, VERSION_TTL).await {
                 tracing::warn!(error = %error_chain(&error), key, "benchmark cache not invalidated");

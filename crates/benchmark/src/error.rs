@@ -1,7 +1,8 @@
 //! The benchmark service's errors, turned into a status only at the boundary.
 
 use metrix_core::error::{
-    ErrorKind, FieldViolation, error_chain, internal, invalid_argument, status, storage_failure, storage_failure_kind,
+    ErrorKind, FieldViolation, error_chain, internal, invalid_argument, resource_exhausted, status, storage_failure,
+    storage_failure_kind,
 };
 use tonic::Status;
 
@@ -40,6 +41,12 @@ pub enum BenchmarkError {
     /// A computation on the blocking pool did not finish.
     #[error("computation failed")]
     Computation(#[from] tokio::task::JoinError),
+    /// The organisation made too many benchmark queries.
+    #[error("too many benchmark queries from your organisation; retry later")]
+    Throttled(std::time::Duration),
+    /// Every core is busy computing slices.
+    #[error("the benchmark service is busy; retry later")]
+    Busy,
 }
 
 impl BenchmarkError {
@@ -61,6 +68,7 @@ impl BenchmarkError {
             BenchmarkError::Corrupt(_) | BenchmarkError::Render(_) | BenchmarkError::Computation(_) => {
                 ErrorKind::Internal
             }
+            BenchmarkError::Throttled(_) | BenchmarkError::Busy => ErrorKind::ResourceExhausted,
         }
     }
 }
@@ -91,6 +99,8 @@ impl From<BenchmarkError> for Status {
                 status(ErrorKind::Unauthenticated, refused.message().to_owned())
             }
             BenchmarkError::Storage(cause) => storage_failure("benchmark request failed", &cause),
+            BenchmarkError::Throttled(retry_after) => resource_exhausted(error.to_string(), retry_after),
+            BenchmarkError::Busy => resource_exhausted(error.to_string(), std::time::Duration::from_secs(1)),
             BenchmarkError::Peers(_)
             | BenchmarkError::Corrupt(_)
             | BenchmarkError::Render(_)

@@ -153,6 +153,11 @@ impl BenchmarkServer {
             },
             cache_ttl: settings.cache_ttl,
             local: std::sync::Mutex::default(),
+            rate_limiter: backends.rate_limiter.clone(),
+            query_quota: metrix_core::cache::Quota::per_minute(settings.queries_per_minute),
+            cpu: Arc::new(tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
+            )),
         });
         engine::spawn_invalidation(engine.clone(), backends.pubsub.clone(), shutdown.clone());
         let definition = ServiceDefinition {

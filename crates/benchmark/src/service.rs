@@ -36,7 +36,7 @@ const MAX_SOURCES: usize = 10;
 /// The most metrics one ranking covers.
 const MAX_RANKED_METRICS: usize = 50;
 /// The most bootstrap resamples a request may ask for.
-const MAX_BOOTSTRAP_RESAMPLES: i32 = 100_000;
+const MAX_BOOTSTRAP_RESAMPLES: i32 = crate::settings::MAX_BOOTSTRAP_RESAMPLES as i32;
 /// Bootstrap resamples of each period of a time series (one interval per
 /// period; fewer than a single slice's default keeps long series quick).
 const SERIES_BOOTSTRAP_RESAMPLES: u32 = 2_000;
@@ -330,6 +330,14 @@ impl BenchmarkApi {
     }
 }
 
+/// A slice as the audit trail names it.
+fn slice_text(metric_id: &str, band: &str, sector: Option<&str>, period: &str) -> String {
+    format!(
+        "metric={metric_id} band={band} sector={} period={period}",
+        sector.unwrap_or("*")
+    )
+}
+
 /// The figures of a published row, before anonymity.
 fn published(row: &PublishedRow, imported_at: i64) -> SliceFigures {
     let n = u32::try_from(row.sample_size).unwrap_or_default();
@@ -575,6 +583,13 @@ impl BenchmarkApi {
             seed: request.bootstrap_seed.unwrap_or(self.engine.default_bootstrap.seed),
             resamples,
         };
+        self.engine
+            .admit(
+                &caller,
+                "GetBenchmark",
+                slice_text(&metric.id, &band, sector.as_deref(), &period.to_string()),
+            )
+            .await?;
         let scope = PeerScope {
             revenue_band_id: band.clone(),
             sector_id: sector.clone(),
@@ -661,6 +676,13 @@ impl BenchmarkApi {
         else {
             return Err(BenchmarkError::invalid("metric_id", "is not valid"));
         };
+        self.engine
+            .admit(
+                &caller,
+                "GetBenchmarkTimeSeries",
+                slice_text(&metric.id, &band, sector.as_deref(), &format!("{range:?}")),
+            )
+            .await?;
         let now = now_micros();
         let k = self.engine.min_peer_count;
         // The figures of each period, keyed by period text.
@@ -668,36 +690,23 @@ impl BenchmarkApi {
         let mut by_period: BTreeMap<String, SliceFigures> = BTreeMap::new();
         let earliest_with_data = match &source {
             Source::Platform => {
-                let rows = self
+                let computed = self
                     .engine
-                    .peers
-                    .peer_values(&crate::peers::PeerQuery {
-                        metric_ids: vec![metric.id.clone()],
-                        revenue_band_id: band.clone(),
-                        sector_id: sector.clone(),
-                        start: start.and_then(|start| Period::containing(start, granularity)),
-                        end: Period::containing(end.unwrap_or(now).min(now), granularity),
-                        exclude_organization_id: caller.organization_id.clone(),
-                    })
+                    .series_figures(
+                        &crate::peers::PeerQuery {
+                            metric_ids: vec![metric.id.clone()],
+                            revenue_band_id: band.clone(),
+                            sector_id: sector.clone(),
+                            start: start.and_then(|start| Period::containing(start, granularity)),
+                            end: Period::containing(end.unwrap_or(now).min(now), granularity),
+                            exclude_organization_id: caller.organization_id.clone(),
+                        },
+                        Bootstrap {
+                            seed: self.engine.default_bootstrap.seed,
+                            resamples: SERIES_BOOTSTRAP_RESAMPLES,
+                        },
+                    )
                     .await?;
-                let mut values: BTreeMap<String, Vec<crate::engine::PeerPoint>> = BTreeMap::new();
-                for row in rows.into_iter().filter(|row| row.metric_id == metric.id) {
-                    values.entry(row.period).or_default().push(crate::engine::PeerPoint {
-                        organization_key: row.organization_key,
-                        value: row.value,
-                    });
-                }
-                let bootstrap = Bootstrap {
-                    seed: self.engine.default_bootstrap.seed,
-                    resamples: SERIES_BOOTSTRAP_RESAMPLES,
-                };
-                let computed = tokio::task::spawn_blocking(move || {
-                    values
-                        .into_iter()
-                        .map(|(period, values)| (period, crate::engine::compute_figures(&values, bootstrap)))
-                        .collect::<BTreeMap<_, _>>()
-                })
-                .await?;
                 by_period.extend(computed);
                 by_period
                     .keys()
@@ -830,6 +839,13 @@ impl BenchmarkApi {
             return Err(BenchmarkError::invalid("company_id", "is not valid"));
         };
         let company = self.company(&credentials, &company_id).await?;
+        self.engine
+            .admit(
+                &caller,
+                "RankCompany",
+                format!("company={} period={period}", company.company_id),
+            )
+            .await?;
         let values = self
             .engine
             .peers
@@ -932,6 +948,17 @@ impl BenchmarkApi {
         if !request.company_id.trim().is_empty() {
             self.company(&credentials, request.company_id.trim()).await?;
         }
+        self.engine
+            .admit(
+                &caller,
+                "CalculateRanking",
+                format!(
+                    "{} values={:?}",
+                    slice_text("*", &band, sector.as_deref(), &period.to_string()),
+                    values
+                ),
+            )
+            .await?;
         let scope = PeerScope {
             revenue_band_id: band,
             sector_id: sector,
@@ -1023,6 +1050,16 @@ impl BenchmarkApi {
             return Err(BenchmarkError::invalid("template_id", "is not valid"));
         };
         let company = self.company(&credentials, &company_id).await?;
+        self.engine
+            .admit(
+                &caller,
+                "GenerateReport",
+                format!(
+                    "company={} template={} period={period}",
+                    company.company_id, template.id
+                ),
+            )
+            .await?;
         let now = now_micros();
         if !request_id.is_empty()
             && let Some(existing) = self

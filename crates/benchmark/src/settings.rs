@@ -19,6 +19,10 @@ pub const DEFAULT_MIN_PEER_COUNT: u32 = 5;
 /// The default seed of the median bootstrap.
 pub const DEFAULT_BOOTSTRAP_SEED: u64 = 20_261_201;
 
+/// The most median bootstrap resamples, configured or asked for: bounds the
+/// CPU one uncached slice costs.
+pub const MAX_BOOTSTRAP_RESAMPLES: u32 = 10_000;
+
 /// The default number of median bootstrap resamples.
 pub const DEFAULT_BOOTSTRAP_RESAMPLES: u32 = 10_000;
 
@@ -45,6 +49,10 @@ pub struct BenchmarkSettings {
     /// How long computed slices stay cached; new KPIs invalidate them sooner
     /// (`METRIX_BENCHMARK__CACHE_TTL_SECONDS`, 600).
     pub cache_ttl: Duration,
+    /// Benchmark queries (GetBenchmark, time series, rankings, what-ifs,
+    /// reports) one organisation may make per minute, across every instance
+    /// (`METRIX_BENCHMARK__QUERIES_PER_MINUTE`, 120).
+    pub queries_per_minute: u32,
 }
 
 impl BenchmarkSettings {
@@ -59,8 +67,16 @@ impl BenchmarkSettings {
         }
         const RESAMPLES: &str = "METRIX_BENCHMARK__BOOTSTRAP_RESAMPLES";
         let bootstrap_resamples: u32 = settings.parse(RESAMPLES, DEFAULT_BOOTSTRAP_RESAMPLES)?;
-        if !(100..=100_000).contains(&bootstrap_resamples) {
-            return Err(ConfigError::new(RESAMPLES, "must be between 100 and 100000"));
+        if !(100..=MAX_BOOTSTRAP_RESAMPLES).contains(&bootstrap_resamples) {
+            return Err(ConfigError::new(
+                RESAMPLES,
+                format!("must be between 100 and {MAX_BOOTSTRAP_RESAMPLES}"),
+            ));
+        }
+        const QUERIES: &str = "METRIX_BENCHMARK__QUERIES_PER_MINUTE";
+        let queries_per_minute: u32 = settings.parse(QUERIES, 120)?;
+        if !(1..=100_000).contains(&queries_per_minute) {
+            return Err(ConfigError::new(QUERIES, "must be between 1 and 100000"));
         }
         const METRICS_URL: &str = "METRIX_BENCHMARK__METRICS_URL";
         let metrics_url = settings.string(METRICS_URL, DEFAULT_METRICS_URL);
@@ -84,6 +100,7 @@ impl BenchmarkSettings {
                 Duration::from_secs(600),
                 Duration::from_secs(1),
             )?,
+            queries_per_minute,
             common,
         })
     }

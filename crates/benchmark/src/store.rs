@@ -109,6 +109,23 @@ macro_rules! report_query {
     };
 }
 
+/// One benchmark query, as the audit trail keeps it.
+#[derive(Debug, Clone)]
+pub struct QueryRecord {
+    /// A fresh id.
+    pub query_id: String,
+    /// The organisation asking.
+    pub organization_id: String,
+    /// The user, service account or API key asking.
+    pub subject: String,
+    /// The RPC, such as `GetBenchmark`.
+    pub rpc: &'static str,
+    /// The slice asked, such as `metric=ndr band=arr_1m_5m sector=* period=2026-Q2`.
+    pub slice: String,
+    /// When, Unix microseconds.
+    pub asked_at: i64,
+}
+
 impl BenchmarkStore {
     /// A store over `database`.
     pub fn new(database: Database) -> Self {
@@ -231,6 +248,33 @@ impl BenchmarkStore {
     }
 
     /// Stores a new report.
+    /// Records a benchmark query in the audit trail.
+    pub async fn record_query(&self, query: &QueryRecord) -> Result<(), BenchmarkError> {
+        with_pool!(&self.database, pool => sqlx::query(
+            "INSERT INTO benchmark_queries (query_id, organization_id, subject, rpc, slice, asked_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&query.query_id).bind(&query.organization_id).bind(&query.subject).bind(query.rpc)
+        .bind(&query.slice).bind(query.asked_at)
+        .execute(pool).await.map(|_| ()))?;
+        Ok(())
+    }
+
+    /// The newest `limit` benchmark queries of `organization_id`, newest first.
+    pub async fn queries(
+        &self,
+        organization_id: &str,
+        limit: u32,
+    ) -> Result<Vec<(String, String, String, i64)>, BenchmarkError> {
+        let rows = with_pool!(&self.database, pool => sqlx::query_as::<_, (String, String, String, i64)>(
+            "SELECT subject, rpc, slice, asked_at FROM benchmark_queries WHERE organization_id = $1 \
+             ORDER BY asked_at DESC, query_id DESC LIMIT $2",
+        )
+        .bind(organization_id).bind(i64::from(limit))
+        .fetch_all(pool).await)?;
+        Ok(rows)
+    }
+
     pub async fn insert_report(&self, report: &ReportRow) -> Result<(), BenchmarkError> {
         with_pool!(&self.database, pool => sqlx::query(
             "INSERT INTO reports (report_id, organization_id, company_id, template_id, period, revenue_band_id, \

@@ -198,8 +198,9 @@ pub struct TestApp {
     pub issuer: Arc<TestIssuer>,
     pub peers: Arc<FakePeers>,
     pub backends: Backends,
+    /// The service's own database (the audit trail is read from it).
+    pub database: TestDatabase,
     shutdown: Shutdown,
-    _database: TestDatabase,
 }
 
 impl Drop for TestApp {
@@ -250,8 +251,8 @@ pub async fn spawn_app_with(backend: Backend, extra: &[(&str, &str)]) -> TestApp
         issuer,
         peers,
         backends,
+        database,
         shutdown,
-        _database: database,
     }
 }
 

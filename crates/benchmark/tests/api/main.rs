@@ -4,6 +4,7 @@
 mod helpers;
 
 mod benchmarks;
+mod costs;
 mod rankings;
 mod reports;
 mod sources;
