@@ -15,10 +15,13 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use hmac::{Hmac, Mac as _};
 use http_body::Frame;
 use ipnet::IpNet;
 use metrix_core::cache::{Quota, RateDecision};
 use metrix_core::server::{CLIENT_IP_HEADER, CLIENT_USER_AGENT_HEADER, RequestId};
+use secrecy::{ExposeSecret, SecretString};
+use sha2::Sha256;
 use tonic::Status;
 
 use crate::Edge;
@@ -290,6 +293,7 @@ pub async fn rate_limit(State(edge): State<Arc<Edge>>, request: Request, next: N
     let limits = edge.settings.rate_limits;
     let mut checks: Vec<(String, Quota)> = Vec::new();
     if let Some(ip) = ip {
+        let ip = metrix_core::client::rate_limit_unit(ip);
         checks.push((format!("gateway:ip:{ip}"), Quota::per_minute(limits.per_ip_per_minute)));
         let method = method_of(&edge, &request);
         if method.is_some_and(|method| SIGN_IN_METHODS.contains(&method.as_str())) {
@@ -303,7 +307,7 @@ pub async fn rate_limit(State(edge): State<Arc<Edge>>, request: Request, next: N
         .headers()
         .get(http::header::AUTHORIZATION)
         .or_else(|| request.headers().get(metrix_core::authn::API_KEY_HEADER))
-        .map(|value| credential_key(value.as_bytes()));
+        .map(|value| credential_key(&edge.settings.rate_limit_key, value.as_bytes()));
     if let Some(credential) = credential {
         checks.push((
             format!("gateway:credential:{credential}"),
@@ -334,17 +338,19 @@ pub async fn rate_limit(State(edge): State<Arc<Edge>>, request: Request, next: N
     next.run(request).await
 }
 
-/// A short, non-reversible name for a credential.
-fn credential_key(credential: &[u8]) -> String {
-    use std::hash::{BuildHasher, Hasher};
-    // A keyed hash keeps credentials out of the rate-limit keys; collisions
-    // only merge two callers' budgets.
-    let mut hasher = KEYED.build_hasher();
-    hasher.write(credential);
-    format!("{:016x}", hasher.finish())
+/// The name of a credential's rate-limit bucket: HMAC-SHA256 of the
+/// credential under the shared rate-limit key (its first 128 bits, in hex).
+/// Every gateway configured with the same key names a credential alike, so
+/// instances sharing Redis count it together, across restarts too; without
+/// the key the name says nothing of the credential. A collision would only
+/// merge two callers' budgets.
+fn credential_key(key: &SecretString, credential: &[u8]) -> String {
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(key.expose_secret().as_bytes()).expect("HMAC accepts keys of any length");
+    mac.update(credential);
+    let digest = mac.finalize().into_bytes();
+    digest[..16].iter().map(|byte| format!("{byte:02x}")).collect()
 }
-
-static KEYED: std::sync::LazyLock<std::hash::RandomState> = std::sync::LazyLock::new(std::hash::RandomState::new);
 
 /// Counts and logs each call by route, protocol and outcome. Runs inside the
 /// grpc-web translation, so gRPC outcomes come from real trailers.
@@ -463,6 +469,21 @@ mod tests {
             "a client cannot prepend a fake hop"
         );
         assert_eq!(client_ip(Some(proxy), &HeaderMap::new(), &trusted), Some(proxy));
+    }
+
+    #[test]
+    fn credential_buckets_are_hmac_sha256_under_the_shared_key() {
+        // RFC 4231, test case 2: the same name in every process that holds the key.
+        let key = SecretString::from("Jefe");
+        assert_eq!(
+            credential_key(&key, b"what do ya want for nothing?"),
+            "5bdcc146bf60754e6a042426089575c7"
+        );
+        let other = SecretString::from("another gateway fleet's key");
+        assert_ne!(
+            credential_key(&other, b"what do ya want for nothing?"),
+            credential_key(&key, b"what do ya want for nothing?")
+        );
     }
 
     #[test]

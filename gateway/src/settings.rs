@@ -5,9 +5,16 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 use metrix_core::config::{CommonSettings, ConfigError, Settings};
+use secrecy::{ExposeSecret, SecretString};
 
 /// The default address of the gateway.
 pub const DEFAULT_LISTEN_ADDR: &str = "0.0.0.0:8080";
+
+/// The variable of the rate-limit key.
+pub const RATE_LIMIT_KEY: &str = "METRIX_GATEWAY__RATE_LIMIT_KEY";
+
+/// The shortest accepted rate-limit key, in characters.
+const MIN_RATE_LIMIT_KEY_LENGTH: usize = 32;
 
 /// One upstream service: the gRPC package prefix it serves and its address.
 #[derive(Debug, Clone)]
@@ -54,6 +61,13 @@ pub struct GatewaySettings {
     pub trusted_proxies: Vec<IpNet>,
     /// Rate limits.
     pub rate_limits: RateLimits,
+    /// The key of the keyed hash (HMAC-SHA256) that names a credential's
+    /// rate-limit bucket, at least 32 characters (`METRIX_GATEWAY__RATE_LIMIT_KEY`).
+    /// Gateways sharing Redis must share it, so that they count a credential
+    /// together, across restarts too; it is required when `METRIX_REDIS_URL`
+    /// is set. Without Redis each instance counts alone, and an unset key is
+    /// a random one of the process's own.
+    pub rate_limit_key: SecretString,
 }
 
 impl GatewaySettings {
@@ -129,6 +143,7 @@ impl GatewaySettings {
                 Duration::from_secs(1),
             )?,
             trusted_proxies,
+            rate_limit_key: rate_limit_key(settings, &common)?,
             rate_limits: RateLimits {
                 per_ip_per_minute: positive("METRIX_GATEWAY__RATE_LIMIT_PER_IP", 1200)?,
                 per_credential_per_minute: positive("METRIX_GATEWAY__RATE_LIMIT_PER_CREDENTIAL", 6000)?,
@@ -136,5 +151,64 @@ impl GatewaySettings {
             },
             common,
         })
+    }
+}
+
+/// The rate-limit key: the configured one, checked; else, when no Redis is
+/// shared, a random one (each instance counts alone then anyway).
+fn rate_limit_key(settings: &Settings<'_>, common: &CommonSettings) -> Result<SecretString, ConfigError> {
+    match settings.secret(RATE_LIMIT_KEY) {
+        Some(key) if key.expose_secret().len() < MIN_RATE_LIMIT_KEY_LENGTH => Err(ConfigError::new(
+            RATE_LIMIT_KEY,
+            format!("must be at least {MIN_RATE_LIMIT_KEY_LENGTH} characters"),
+        )),
+        Some(key) => Ok(key),
+        None if common.redis_url.is_some() => Err(ConfigError::new(
+            RATE_LIMIT_KEY,
+            "must be set when METRIX_REDIS_URL is, the same on every gateway (openssl rand -base64 32)",
+        )),
+        None => {
+            let random: [u8; 32] = rand::random();
+            Ok(SecretString::from(
+                random.iter().map(|byte| format!("{byte:02x}")).collect::<String>(),
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn load(pairs: &[(&str, &str)]) -> Result<GatewaySettings, ConfigError> {
+        let source: HashMap<String, String> = pairs
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+            .collect();
+        GatewaySettings::load(&Settings::new(&source))
+    }
+
+    #[test]
+    fn the_rate_limit_key_is_required_with_redis_and_checked() {
+        let error = load(&[("METRIX_REDIS_URL", "redis://127.0.0.1:6379")]).expect_err("shared limits need the key");
+        assert_eq!(error.variable, RATE_LIMIT_KEY);
+        let error = load(&[(RATE_LIMIT_KEY, "short")]).expect_err("too short");
+        assert_eq!(error.variable, RATE_LIMIT_KEY);
+        let key = "0123456789abcdef0123456789abcdef";
+        let settings = load(&[("METRIX_REDIS_URL", "redis://127.0.0.1:6379"), (RATE_LIMIT_KEY, key)]).expect("valid");
+        assert_eq!(settings.rate_limit_key.expose_secret(), key);
+    }
+
+    #[test]
+    fn without_redis_an_unset_key_is_random_per_instance() {
+        let first = load(&[]).expect("valid");
+        let second = load(&[]).expect("valid");
+        assert!(first.rate_limit_key.expose_secret().len() >= MIN_RATE_LIMIT_KEY_LENGTH);
+        assert_ne!(
+            first.rate_limit_key.expose_secret(),
+            second.rate_limit_key.expose_secret()
+        );
     }
 }

@@ -61,10 +61,12 @@ impl PeerSource for StaticPeers {
         Ok(self
             .values
             .iter()
-            .map(|value| PeerRow {
+            .enumerate()
+            .map(|(index, value)| PeerRow {
                 metric_id: "ndr".into(),
                 period: period.clone(),
                 value: *value,
+                organization_key: format!("organization-{index}"),
             })
             .collect())
     }

@@ -8,6 +8,22 @@ use ipnet::IpNet;
 
 use crate::server::{CLIENT_IP_HEADER, CLIENT_USER_AGENT_HEADER};
 
+/// The unit a client address is rate-limited by: the address for IPv4, its
+/// /64 for IPv6 (one subscriber commonly holds a whole /64, so limiting per
+/// address would give it 2^64 buckets).
+pub fn rate_limit_unit(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => {
+            let segments = v6.segments();
+            format!(
+                "{:x}:{:x}:{:x}:{:x}::/64",
+                segments[0], segments[1], segments[2], segments[3]
+            )
+        }
+    }
+}
+
 /// Who the caller is, network-wise.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientInfo {

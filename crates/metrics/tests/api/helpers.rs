@@ -43,6 +43,17 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 
 /// The service with some settings overridden.
 pub async fn spawn_app_with(backend: Backend, overrides: &[(&str, &str)]) -> TestApp {
+    spawn_app_authenticating(backend, overrides, TestIssuer::authenticator).await
+}
+
+/// The service with some settings overridden, checking callers with the
+/// authenticator `authenticator` makes of the test's issuer (tests that
+/// revoke keys or mint their own tokens wrap the issuer with it).
+pub async fn spawn_app_authenticating(
+    backend: Backend,
+    overrides: &[(&str, &str)],
+    authenticator: impl FnOnce(&Arc<TestIssuer>) -> metrix_core::authn::Authenticator,
+) -> TestApp {
     metrix_core::telemetry::init_test_logging();
     let (database, backends) = backend.storage().await;
     let mut environment: HashMap<String, String> = HashMap::from([
@@ -60,7 +71,7 @@ pub async fn spawn_app_with(backend: Backend, overrides: &[(&str, &str)]) -> Tes
     let settings = MetricsSettings::load(&Settings::new(&environment)).expect("test settings are valid");
     let issuer = TestIssuer::new();
     let shutdown = Shutdown::new();
-    let server = MetricsServer::build_with_authenticator(settings, backends, issuer.authenticator(), shutdown.clone())
+    let server = MetricsServer::build_with_authenticator(settings, backends, authenticator(&issuer), shutdown.clone())
         .await
         .expect("the metrics service starts");
     let address = server.local_addr();

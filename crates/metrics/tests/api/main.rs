@@ -6,8 +6,10 @@
 mod helpers;
 
 mod companies;
+mod csv_injection;
 mod data_points;
 mod events;
 mod kpis;
 mod peers;
 mod queue;
+mod streams;
