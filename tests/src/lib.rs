@@ -59,6 +59,7 @@ pub struct Mesh {
     pub auth_state: std::sync::Arc<metrix_auth::AuthState>,
     shutdown: Shutdown,
     _folder: tempfile::TempDir,
+    _databases: [metrix_core::testing::TestDatabase; 3],
 }
 
 impl Drop for Mesh {
@@ -81,15 +82,31 @@ impl Mesh {
     /// # Panics
     /// When a service cannot start: the test cannot proceed.
     pub async fn start_with(gateway_overrides: &[(&str, &str)]) -> Mesh {
+        Self::start_inner(metrix_core::testing::Backend::Embedded, gateway_overrides).await
+    }
+
+    /// Starts every service on `backend`: SQLite files and in-process
+    /// backends, or a PostgreSQL database per service and Redis under a key
+    /// prefix of the mesh's own.
+    ///
+    /// # Panics
+    /// When a service cannot start, or PostgreSQL or Redis is unreachable.
+    pub async fn start_on(backend: metrix_core::testing::Backend) -> Mesh {
+        Self::start_inner(backend, &[]).await
+    }
+
+    async fn start_inner(backend: metrix_core::testing::Backend, gateway_overrides: &[(&str, &str)]) -> Mesh {
         metrix_core::telemetry::init_test_logging();
         let folder = tempfile::tempdir().expect("a temporary folder");
+        let (auth_database, metrics_database, benchmark_database) = (
+            backend.database().await,
+            backend.database().await,
+            backend.database().await,
+        );
         let master_key = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>());
         let environment = HashMap::from([
             ("METRIX_AUTH__LISTEN_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
-            (
-                "METRIX_AUTH__DATABASE_URL".to_owned(),
-                format!("sqlite://{}", folder.path().join("auth.db").display()),
-            ),
+            ("METRIX_AUTH__DATABASE_URL".to_owned(), auth_database.url().to_owned()),
             ("METRIX_AUTH__MASTER_KEY".to_owned(), master_key),
             ("METRIX_SHUTDOWN_GRACE_SECONDS".to_owned(), "1".to_owned()),
         ]);
@@ -97,7 +114,10 @@ impl Mesh {
         let shutdown = Shutdown::new();
         // One set of backends for the whole mesh, as `metrix dev` shares
         // them (and as every service shares Redis in production).
-        let backends = Backends::in_process();
+        let backends = match backend {
+            metrix_core::testing::Backend::Embedded => Backends::in_process(),
+            metrix_core::testing::Backend::Postgres => metrix_core::testing::fresh_redis_backends().await,
+        };
         let auth = metrix_auth::AuthServer::build(settings, backends.clone(), shutdown.clone())
             .await
             .expect("auth starts");
@@ -128,7 +148,7 @@ impl Mesh {
             ("METRIX_METRICS__LISTEN_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
             (
                 "METRIX_METRICS__DATABASE_URL".to_owned(),
-                format!("sqlite://{}", folder.path().join("metrics.db").display()),
+                metrics_database.url().to_owned(),
             ),
             ("METRIX_METRICS__PEER_KEY_SECRET".to_owned(), PEER_KEY_SECRET.to_owned()),
             ("METRIX_AUTH_URL".to_owned(), format!("http://{address}")),
@@ -148,7 +168,7 @@ impl Mesh {
             ("METRIX_BENCHMARK__LISTEN_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
             (
                 "METRIX_BENCHMARK__DATABASE_URL".to_owned(),
-                format!("sqlite://{}", folder.path().join("benchmark.db").display()),
+                benchmark_database.url().to_owned(),
             ),
             (
                 "METRIX_BENCHMARK__METRICS_URL".to_owned(),
@@ -200,6 +220,7 @@ impl Mesh {
             auth_state,
             shutdown,
             _folder: folder,
+            _databases: [auth_database, metrics_database, benchmark_database],
         }
     }
 
