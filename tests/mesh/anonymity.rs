@@ -19,6 +19,26 @@ const SMALL_ARR: f64 = 2_000_000.0;
 /// ARR in the $5–10M band.
 const LARGER_ARR: f64 = 7_000_000.0;
 
+/// Records `arr` (which sets the band) and `ndr` of a company for `period`.
+async fn record(
+    http: &reqwest::Client,
+    gateway: &str,
+    token: &str,
+    company_id: &str,
+    period: &str,
+    arr: f64,
+    ndr: f64,
+) {
+    let (status, recorded) = send(http.post(format!("{gateway}/v1/kpis")).bearer_auth(token).json(&json!({
+        "kpiValues": [
+            {"companyId": company_id, "metricId": "arr", "period": period, "value": arr},
+            {"companyId": company_id, "metricId": "ndr", "period": period, "value": ndr}
+        ]
+    })))
+    .await;
+    assert_eq!(status, 200, "{recorded}");
+}
+
 /// Creates a company of `sector` with `arr` (which sets its band) and `ndr`.
 async fn company(http: &reqwest::Client, gateway: &str, token: &str, sector: &str, arr: f64, ndr: f64) -> String {
     let (status, created) = send(
@@ -34,29 +54,42 @@ async fn company(http: &reqwest::Client, gateway: &str, token: &str, sector: &st
     .await;
     assert_eq!(status, 200, "{created}");
     let company_id = created["company"]["companyId"].as_str().expect("id").to_owned();
-    let (status, recorded) = send(http.post(format!("{gateway}/v1/kpis")).bearer_auth(token).json(&json!({
-        "kpiValues": [
-            {"companyId": company_id, "metricId": "arr", "period": PERIOD, "value": arr},
-            {"companyId": company_id, "metricId": "ndr", "period": PERIOD, "value": ndr}
-        ]
-    })))
-    .await;
-    assert_eq!(status, 200, "{recorded}");
+    record(http, gateway, token, &company_id, PERIOD, arr, ndr).await;
     company_id
 }
 
 /// The NDR statistics of a slice as `token`'s organisation sees them.
 async fn statistics(http: &reqwest::Client, gateway: &str, token: &str, band: &str, sector: Option<&str>) -> Json {
+    statistics_of(http, gateway, token, band, sector, PERIOD).await
+}
+
+/// As [`statistics`], for `period`.
+async fn statistics_of(
+    http: &reqwest::Client,
+    gateway: &str,
+    token: &str,
+    band: &str,
+    sector: Option<&str>,
+    period: &str,
+) -> Json {
     let sector = sector.map(|sector| format!("&sectorId={sector}")).unwrap_or_default();
     let (status, answer) = send(
         http.get(format!(
-            "{gateway}/v1/benchmarks/ndr?revenueBandId={band}&period={PERIOD}{sector}"
+            "{gateway}/v1/benchmarks/ndr?revenueBandId={band}&period={period}{sector}"
         ))
         .bearer_auth(token),
     )
     .await;
     assert_eq!(status, 200, "{answer}");
     answer["results"][0]["statistics"].clone()
+}
+
+/// n × mean of a published slice: the sum an attacker differences.
+fn total(statistics: &Json) -> f64 {
+    let (Some(n), Some(mean)) = (statistics["n"].as_f64(), statistics["mean"].as_f64()) else {
+        panic!("a published slice has n and a mean: {statistics}")
+    };
+    n * mean
 }
 
 /// How far `estimate` is from the secret, relative.
@@ -208,15 +241,25 @@ async fn attacks_recover_nothing_within_ten_percent(backend: Backend) {
     //    climate sector (seven) leaves the victim's edtech company.
     let band = statistics(&http, &gateway, &onlooker, larger, None).await;
     let climate = statistics(&http, &gateway, &onlooker, larger, Some("climate_energy")).await;
-    let total = |statistics: &Json| {
-        let (Some(n), Some(mean)) = (statistics["n"].as_f64(), statistics["mean"].as_f64()) else {
-            panic!("a published slice has n and a mean: {statistics}")
-        };
-        n * mean
-    };
     let estimate = total(&band) - total(&climate);
     assert!(error_of(estimate) >= 0.10, "differencing gave {estimate}");
 
-    // 5. The victim alone: suppressed, and how many companies is not said.
+    // 5. Two periods: the victim reports in Q2 only, six accomplices in Q2
+    //    and Q3 with the same values; Q2 minus Q3 leaves the victim.
+    company(&http, &gateway, &victim, "cybersecurity", SMALL_ARR, SECRET).await;
+    for (token, ndr) in accomplices
+        .iter()
+        .take(6)
+        .zip([98.0, 103.0, 107.0, 111.0, 117.0, 122.0])
+    {
+        let company_id = company(&http, &gateway, token, "cybersecurity", SMALL_ARR, ndr).await;
+        record(&http, &gateway, token, &company_id, "2026-Q3", SMALL_ARR, ndr).await;
+    }
+    let with_victim = statistics_of(&http, &gateway, &onlooker, small, Some("cybersecurity"), PERIOD).await;
+    let without = statistics_of(&http, &gateway, &onlooker, small, Some("cybersecurity"), "2026-Q3").await;
+    let estimate = total(&with_victim) - total(&without);
+    assert!(error_of(estimate) >= 0.10, "differencing periods gave {estimate}");
+
+    // 6. The victim alone: suppressed, and how many companies is not said.
     assert_suppressed_and_silent(&statistics(&http, &gateway, &onlooker, larger, Some("edtech")).await);
 }

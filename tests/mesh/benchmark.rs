@@ -73,7 +73,7 @@ async fn peers_from_metrics_are_benchmarked_ranked_and_reported_through_the_edge
     let published = |ids: &[String], values: &[f64]| -> Vec<f64> {
         ids.iter()
             .zip(values)
-            .map(|(id, value)| published_peer_value(id, "ndr", "2026-Q2", *value))
+            .map(|(id, value)| published_peer_value(id, "ndr", *value))
             .collect()
     };
 

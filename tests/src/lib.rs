@@ -15,12 +15,11 @@ use metrix_core::server::Shutdown;
 pub const PEER_KEY_SECRET: &str = "an end-to-end peer key secret, long enough";
 
 /// A value as the mesh's peer feed publishes it (noise-infused).
-pub fn published_peer_value(company_id: &str, metric_id: &str, period: &str, value: f64) -> f64 {
+pub fn published_peer_value(company_id: &str, metric_id: &str, value: f64) -> f64 {
     metrix_metrics::peer_noise::perturb(
         &secrecy::SecretString::from(PEER_KEY_SECRET),
         company_id,
         metric_id,
-        period,
         value,
     )
 }

@@ -1,7 +1,6 @@
 //! Noise infusion of the peer feed: every value ListPeerValues hands out is
-//! the company's value multiplied by a factor that is fixed for the
-//! company, metric and period, and at least 10 % and at most 25 % away from
-//! one, up or down (the method of the US Census Bureau's County Business
+//! the company's value multiplied by a factor that is fixed for the company
+//! and metric, and at least 10 % and at most 25 % away from one, up or down (the method of the US Census Bureau's County Business
 //! Patterns and Quarterly Workforce Indicators: Evans, Zayatz and Slanta,
 //! "Using noise for disclosure limitation of establishment tabular data",
 //! 1998).
@@ -11,10 +10,13 @@
 //! overlapping slices or of two periods, the value a what-if ranking steps
 //! at — then shows that company's value distorted by 10–25 % in a direction
 //! and by an amount no peer knows, because the factor is a keyed hash with
-//! the server's secret. The factor never changes for the same company,
-//! metric and period, so asking again, from another organisation, or after
-//! changing one's own values gives the same distorted value and averages
-//! nothing away. Over many companies the factors average out (their mean is
+//! the server's secret. The factor never changes for the same company and
+//! metric — across periods too — so asking again, from another
+//! organisation, or after changing one's own values gives the same distorted
+//! value and averages nothing away, and the attacker's own companies'
+//! factors cancel exactly when a difference is taken over them (two
+//! periods, two overlapping slices): what is left is the victim's distorted
+//! value, never closer than 10 %. Over many companies the factors average out (their mean is
 //! exactly one: the distortion is symmetric), so the figures of real slices
 //! move little; `docs/benchmarks.md` states both bounds.
 
@@ -27,14 +29,14 @@ pub const MIN_DISTORTION: f64 = 0.10;
 /// The largest relative distortion of a value.
 pub const MAX_DISTORTION: f64 = 0.25;
 
-/// The factor of `company_id`'s `metric_id` in `period`: within
+/// The factor of `company_id`'s `metric_id`: within
 /// `1 ± [MIN_DISTORTION, MAX_DISTORTION]`, the sign and amount drawn from a
 /// keyed hash.
-pub fn factor(secret: &SecretString, company_id: &str, metric_id: &str, period: &str) -> f64 {
+pub fn factor(secret: &SecretString, company_id: &str, metric_id: &str) -> f64 {
     let mut mac =
         Hmac::<Sha256>::new_from_slice(secret.expose_secret().as_bytes()).expect("HMAC accepts keys of any length");
     // Separators that cannot occur in the ids keep the fields apart.
-    for part in ["peer-noise", company_id, metric_id, period] {
+    for part in ["peer-noise", company_id, metric_id] {
         mac.update(part.as_bytes());
         mac.update(&[0]);
     }
@@ -52,8 +54,8 @@ pub fn factor(secret: &SecretString, company_id: &str, metric_id: &str, period: 
 }
 
 /// `value` as the peer feed publishes it.
-pub fn perturb(secret: &SecretString, company_id: &str, metric_id: &str, period: &str, value: f64) -> f64 {
-    value * factor(secret, company_id, metric_id, period)
+pub fn perturb(secret: &SecretString, company_id: &str, metric_id: &str, value: f64) -> f64 {
+    value * factor(secret, company_id, metric_id)
 }
 
 /// The pseudonymous key of an organisation: a keyed hash of its id, so the
@@ -83,13 +85,13 @@ mod tests {
         let companies = 20_000;
         for index in 0..companies {
             let company = format!("company-{index}");
-            let factor = factor(&secret, &company, "ndr", "2026-Q2");
+            let factor = factor(&secret, &company, "ndr");
             let distortion = (factor - 1.0).abs();
             assert!(
                 (MIN_DISTORTION..=MAX_DISTORTION).contains(&distortion),
                 "{company}: {factor}"
             );
-            assert_eq!(factor, super::factor(&secret, &company, "ndr", "2026-Q2"), "fixed");
+            assert_eq!(factor, super::factor(&secret, &company, "ndr"), "fixed");
             if factor > 1.0 {
                 up += 1;
             }
@@ -105,21 +107,16 @@ mod tests {
     }
 
     #[test]
-    fn factors_differ_by_metric_period_and_secret() {
+    fn factors_differ_by_company_metric_and_secret() {
         let secret = secret();
-        let base = factor(&secret, "c-1", "ndr", "2026-Q2");
-        assert_ne!(base, factor(&secret, "c-1", "arr", "2026-Q2"));
-        assert_ne!(base, factor(&secret, "c-1", "ndr", "2026-Q3"));
+        let base = factor(&secret, "c-1", "ndr");
+        assert_ne!(base, factor(&secret, "c-2", "ndr"));
+        assert_ne!(base, factor(&secret, "c-1", "arr"));
         assert_ne!(
             base,
-            factor(
-                &SecretString::from("another-secret-of-thirty-two-chars!"),
-                "c-1",
-                "ndr",
-                "2026-Q2"
-            )
+            factor(&SecretString::from("another-secret-of-thirty-two-chars!"), "c-1", "ndr")
         );
-        assert_eq!(perturb(&secret, "c-1", "ndr", "2026-Q2", 0.0), 0.0);
+        assert_eq!(perturb(&secret, "c-1", "ndr", 0.0), 0.0);
     }
 
     #[test]

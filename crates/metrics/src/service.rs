@@ -1441,13 +1441,7 @@ fn peer_value_stream(
                 peer_values: rows
                     .into_iter()
                     .map(|row| PeerValue {
-                        value: crate::peer_noise::perturb(
-                            &secret,
-                            &row.company_id,
-                            &row.metric_id,
-                            &row.period,
-                            row.value,
-                        ),
+                        value: crate::peer_noise::perturb(&secret, &row.company_id, &row.metric_id, row.value),
                         organization_key: crate::peer_noise::organization_key(&secret, &row.organization_id),
                         metric_id: row.metric_id,
                         sector_id: row.sector_id,
