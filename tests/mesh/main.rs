@@ -5,6 +5,7 @@ mod benchmark;
 mod gateway;
 mod grpc_web_client;
 mod metrics;
+mod sessions;
 
 use futures::StreamExt as _;
 use metrix_e2e::Mesh;

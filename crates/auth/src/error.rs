@@ -36,6 +36,9 @@ pub enum AuthError {
         /// When to come back.
         retry_after: std::time::Duration,
     },
+    /// Something this answer depends on is not known now; retry.
+    #[error("{0}")]
+    Unavailable(&'static str),
     /// The OpenID provider could not be reached or answered nonsense.
     #[error("identity provider unavailable")]
     Provider(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -72,6 +75,7 @@ impl AuthError {
             AuthError::AlreadyExists(_) => ErrorKind::AlreadyExists,
             AuthError::FailedPrecondition(_) => ErrorKind::FailedPrecondition,
             AuthError::Throttled { .. } => ErrorKind::ResourceExhausted,
+            AuthError::Unavailable(_) => ErrorKind::Unavailable,
             AuthError::Provider(_) | AuthError::Cache(_) => ErrorKind::Unavailable,
             AuthError::Storage(error) => storage_failure_kind(error),
             AuthError::Crypto(_) | AuthError::Hashing | AuthError::Join(_) => ErrorKind::Internal,

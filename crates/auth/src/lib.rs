@@ -1,7 +1,8 @@
 //! The Metrix auth service: email/password and Google sign-in, short-lived
 //! EdDSA access tokens published as JWKS, rotating refresh tokens with reuse
 //! detection, roles scoped to an organisation, API keys, service accounts
-//! and an audit trail.
+//! and an audit trail; and the revocations every service applies to tokens
+//! it verifies locally (closed sessions, changed roles, deactivated users).
 //!
 //! [`AuthServer::build`] connects to the store, runs the migrations, makes
 //! sure signing keys exist and starts serving; `main` only picks it.
@@ -12,6 +13,7 @@ pub mod error;
 pub mod keys;
 pub mod oauth;
 pub mod passwords;
+pub mod revocations;
 pub mod secrets;
 pub mod service;
 pub mod settings;
@@ -26,7 +28,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::StreamExt;
 use metrix_core::authn::{
-    ApiKeyVerifier, Authenticator, Credential, JwksSource, Principal, Role, Scope, TokenVerifier,
+    ApiKeyVerifier, Authenticator, Credential, JwksSource, Principal, RevocationFeed, Role, Scope, TokenVerifier,
 };
 use metrix_core::cache::Backends;
 use metrix_core::server::{RunningServer, ServerError, ServiceDefinition, Shutdown};
@@ -39,6 +41,7 @@ use tonic::Status;
 pub use crate::error::AuthError;
 use crate::keys::KeyRing;
 use crate::oauth::OidcProvider;
+use crate::revocations::Revocations;
 pub use crate::service::{AuthApi, AuthState};
 pub use crate::settings::AuthSettings;
 use crate::store::AuthStore;
@@ -82,13 +85,21 @@ pub async fn connect_and_migrate(settings: &AuthSettings) -> Result<Database, St
     Ok(database)
 }
 
-/// The auth service's own key set, read from its key ring.
-struct LocalJwks(Arc<KeyRing>);
+/// The auth service's own key set, read from its key ring, and its own
+/// revocations, read from the store and the announcements.
+struct LocalJwks {
+    keys: Arc<KeyRing>,
+    revocations: Revocations,
+}
 
 #[async_trait]
 impl JwksSource for LocalJwks {
     async fn fetch(&self) -> Result<Vec<JsonWebKey>, Status> {
-        self.0.published().await.map_err(Status::from)
+        self.keys.published().await.map_err(Status::from)
+    }
+
+    async fn revocations(&self) -> Result<Option<RevocationFeed>, Status> {
+        Ok(Some(self.revocations.feed().await?))
     }
 }
 
@@ -120,12 +131,18 @@ pub async fn build_state(
     backends: &Backends,
 ) -> Result<Arc<AuthState>, AuthError> {
     let store = AuthStore::new(database.clone());
-    // Retired keys stay published for the token lifetime plus verifiers' leeway.
-    let retired_key_lifetime = settings.access_token_ttl + Duration::from_secs(120);
-    let keys = Arc::new(KeyRing::new(database, &settings.master_key, retired_key_lifetime));
+    // Retired keys stay published, and revocations stay in force, for the
+    // token lifetime plus verifiers' leeway: until no token they concern
+    // can still verify.
+    let outlives_tokens = settings.access_token_ttl + Duration::from_secs(120);
+    let keys = Arc::new(KeyRing::new(database, &settings.master_key, outlives_tokens));
     keys.ensure_keys().await?;
+    let revocations = Revocations::new(store.clone(), backends.pubsub.clone(), outlives_tokens);
     let verifier = Arc::new(TokenVerifier::new(
-        Arc::new(LocalJwks(keys.clone())),
+        Arc::new(LocalJwks {
+            keys: keys.clone(),
+            revocations: revocations.clone(),
+        }),
         &settings.common.token_issuer,
         &settings.common.token_audience,
     ));
@@ -150,6 +167,7 @@ pub async fn build_state(
         store,
         keys,
         verifier,
+        revocations,
         cache: backends.cache.clone(),
         pubsub: backends.pubsub.clone(),
         throttle: Throttle::new(
@@ -178,6 +196,7 @@ impl AuthServer {
         tracing::info!(backend = ?database.kind(), cache = backends.description, "auth storage ready");
         let state = build_state(&settings, database, &backends).await?;
         spawn_key_reloads(state.clone(), &backends, shutdown.clone()).await;
+        revocations::spawn_cleanup(state.store.clone(), shutdown.clone());
         let api = AuthApi::new(state.clone());
         let authenticator = Authenticator::new(state.verifier.clone(), Some(Arc::new(LocalApiKeys(api.clone()))));
         let definition = ServiceDefinition {

@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt as _;
 use ipnet::IpNet;
-use metrix_core::authn::{Principal, Role, Scope, TokenVerifier, principal};
+use metrix_core::authn::{Credential, Principal, Role, Scope, TokenError, TokenVerifier, identity, principal};
 use metrix_core::cache::Cache;
 use metrix_core::client::{ClientInfo, client_info};
 use metrix_core::error::FieldViolation;
@@ -24,10 +25,11 @@ use crate::error::AuthError;
 use crate::keys::KeyRing;
 use crate::oauth::{Identity, OidcProvider};
 use crate::passwords;
+use crate::revocations::Revocations;
 use crate::secrets::{constant_time_eq, digest, pkce_challenge, random_token};
-use crate::store::{ApiKeyRow, AuthStore, Cursor, FirstUse, NewUser, ServiceAccountRow, UserRow};
+use crate::store::{ApiKeyRow, AuthStore, Cursor, NewUser, RefreshRow, RevocationRow, ServiceAccountRow, UserRow};
 use crate::throttle::Throttle;
-use crate::tokens::{REFRESH_TOKEN_PREFIX, Subject, TokenIssuer};
+use crate::tokens::{REFRESH_TOKEN_PREFIX, Subject, TokenIssuer, open_answer, seal_answer};
 
 /// How long an OAuth `state` is remembered.
 const OAUTH_STATE_TTL: Duration = Duration::from_secs(600);
@@ -41,6 +43,11 @@ const API_KEY_TOUCH_INTERVAL: Duration = Duration::from_secs(60);
 const GOOGLE: &str = "google";
 /// The channel on which a rotation tells every instance to reload keys.
 pub const KEYS_ROTATED_CHANNEL: &str = "auth:keys-rotated";
+/// The prefix of service account secrets.
+const SERVICE_ACCOUNT_SECRET_PREFIX: &str = "mxs_";
+
+/// What WatchRevocations streams.
+pub type RevocationStream = futures::stream::BoxStream<'static, Result<WatchRevocationsResponse, Status>>;
 
 /// Everything the handlers share.
 pub struct AuthState {
@@ -48,6 +55,8 @@ pub struct AuthState {
     pub keys: Arc<KeyRing>,
     pub tokens: TokenIssuer,
     pub verifier: Arc<TokenVerifier>,
+    /// What verifiers must refuse before it expires.
+    pub revocations: Revocations,
     pub cache: Arc<dyn Cache>,
     pub pubsub: Arc<dyn metrix_core::cache::PubSub>,
     pub throttle: Throttle,
@@ -92,6 +101,83 @@ impl AuthApi {
         audit::record(&self.state.store, entry).await
     }
 
+    /// Applies revocations just committed here and announces them to every
+    /// other verifier.
+    async fn announce(&self, revocations: &[RevocationRow]) {
+        self.state.revocations.announce(&self.state.verifier, revocations).await;
+    }
+
+    /// The caller, if they are a person holding one of the `allowed` roles
+    /// *now*. The token's role is not trusted for this, not even a current
+    /// token's (another instance may not have heard of a change yet): the
+    /// user must exist in the token's organisation, be active and hold the
+    /// role in the store, and the token's session must be open. So a token
+    /// whose authorization was superseded is judged by the store too: a
+    /// demoted admin's is PERMISSION_DENIED, a deactivated user's
+    /// UNAUTHENTICATED.
+    async fn current_user<T>(&self, request: &Request<T>, allowed: &[Role]) -> Result<(Principal, UserRow), Status> {
+        let caller = identity(request)?;
+        let Credential::AccessToken {
+            session_id: Some(session_id),
+        } = &caller.credential
+        else {
+            return Err(Status::permission_denied("your role does not allow this"));
+        };
+        if !caller.is_user() {
+            return Err(Status::permission_denied("your role does not allow this"));
+        }
+        let user = self
+            .state
+            .store
+            .user_by_id(&caller.subject)
+            .await?
+            .filter(|user| user.organization_id == caller.organization_id)
+            .ok_or(AuthError::Unauthenticated("the account no longer exists"))?;
+        if user.deactivated_at.is_some() {
+            return Err(AuthError::Unauthenticated("the account is deactivated").into());
+        }
+        if !self.state.tokens.session_is_open(session_id).await? {
+            return Err(AuthError::Unauthenticated("the session was signed out or revoked").into());
+        }
+        let role: Role = user
+            .role
+            .parse()
+            .map_err(|_| AuthError::Crypto("stored role is unknown"))?;
+        if !allowed.contains(&role) {
+            return Err(Status::permission_denied("your role does not allow this"));
+        }
+        let current = Principal { role, ..caller.clone() };
+        Ok((current, user))
+    }
+
+    /// The caller, if they are an ADMIN of their organisation now.
+    async fn current_admin<T>(&self, request: &Request<T>) -> Result<Principal, Status> {
+        Ok(self.current_user(request, &[Role::Admin]).await?.0)
+    }
+
+    /// The caller, if they are an active platform service account holding
+    /// `scope` in the store (not only in the token's claims). A superseded
+    /// service token (its secret rotated, its account revoked) is refused.
+    async fn current_service<T>(&self, request: &Request<T>, scope: Scope) -> Result<Principal, Status> {
+        let caller = principal(request)?;
+        caller.require_platform_scope(scope)?;
+        let account = self
+            .state
+            .store
+            .service_account(&caller.subject)
+            .await?
+            .filter(|account| account.organization_id == caller.organization_id && account.revoked_at.is_none())
+            .ok_or(AuthError::Unauthenticated("the service account was revoked"))?;
+        let scopes = Scope::parse_list(&account.scopes).map_err(|_| AuthError::Crypto("stored scopes are unknown"))?;
+        if !scopes.contains(&scope) {
+            return Err(Status::permission_denied(format!(
+                "only platform services with the {} scope may do this",
+                scope.as_str()
+            )));
+        }
+        Ok(caller.clone())
+    }
+
     /// What every successful sign-in (or sign-up) does: audit it, note it,
     /// and start a session.
     async fn complete_sign_in(
@@ -101,6 +187,19 @@ impl AuthApi {
         method: &str,
         client: &ClientInfo,
     ) -> Result<TokenPair, AuthError> {
+        if user.deactivated_at.is_some() {
+            let details = BTreeMap::from([("method", method.to_owned()), ("reason", "deactivated".to_owned())]);
+            self.audit(AuditEntry {
+                kind: AuditEventKind::SignInFailed,
+                organization_id: &user.organization_id,
+                actor_id: "",
+                subject_id: &user.user_id,
+                client,
+                details,
+            })
+            .await?;
+            return Err(AuthError::Unauthenticated("this account is deactivated"));
+        }
         let details = BTreeMap::from([("method", method.to_owned())]);
         self.audit(AuditEntry {
             kind,
@@ -425,60 +524,84 @@ impl AuthApi {
         if row.family_expires_at <= now_micros() {
             return Err(AuthError::Unauthenticated("the session expired: sign in again"));
         }
-        let successor = random_token(REFRESH_TOKEN_PREFIX);
-        let grace = duration_micros(self.state.tokens.policy.refresh_reuse_grace);
-        let rotated = match row.used_at {
-            None => {
-                let first = store
-                    .rotate_refresh_token(&spent_hash, &row.family_id, &digest(&successor), FirstUse::Required)
-                    .await?;
-                // Losing the race to a concurrent refresh of the same token
-                // (two tabs of one browser) happens within the grace window
-                // by definition: it is a retry, not a theft.
-                if first || grace == 0 {
-                    first
-                } else {
-                    store
-                        .rotate_refresh_token(&spent_hash, &row.family_id, &digest(&successor), FirstUse::GraceRetry)
-                        .await?
-                }
-            }
-            Some(used_at) if now_micros() - used_at <= grace => {
-                store
-                    .rotate_refresh_token(&spent_hash, &row.family_id, &digest(&successor), FirstUse::GraceRetry)
-                    .await?
-            }
-            Some(_) => false,
-        };
-        if !rotated {
-            // A spent token came back after the grace window, or the family
-            // was revoked meanwhile: whoever holds it may be an attacker, so
-            // the whole session ends.
-            if store.revoke_family(&row.family_id, "refresh token reused").await? {
-                self.state.tokens.close_session(&row.family_id).await?;
-                tracing::warn!(organization_id = %row.organization_id, user_id = %row.user_id, family_id = %row.family_id, "refresh token reused, session revoked");
-                let details = BTreeMap::from([("family_id", row.family_id.clone())]);
-                self.audit(AuditEntry {
-                    kind: AuditEventKind::RefreshTokenReused,
-                    organization_id: &row.organization_id,
-                    actor_id: "",
-                    subject_id: &row.user_id,
-                    client: &client,
-                    details,
-                })
-                .await?;
-            }
-            return Err(AuthError::Unauthenticated(
-                "refresh token reused: the session was revoked, sign in again",
-            ));
-        }
         let user = store.user_by_id(&row.user_id).await?.ok_or(INVALID)?;
-        let tokens = self
+        if user.deactivated_at.is_some() {
+            return Err(AuthError::Unauthenticated("this account is deactivated"));
+        }
+        let row = if row.used_at.is_none() {
+            let successor = random_token(REFRESH_TOKEN_PREFIX);
+            let successor_hash = digest(&successor);
+            let tokens = self
+                .state
+                .tokens
+                .pair(&user, &row.family_id, successor, row.family_expires_at)
+                .await?;
+            let sealed = seal_answer(presented, &tokens)?;
+            if store
+                .spend_refresh_token(&spent_hash, &row.family_id, &successor_hash, &sealed)
+                .await?
+            {
+                return Ok(RefreshTokenResponse { tokens: Some(tokens) });
+            }
+            // A concurrent refresh of the same token (two tabs of one
+            // browser) spent it first: its answer is this one's too. The
+            // pair made here was never handed out and its refresh token
+            // never stored.
+            store.refresh_token(&spent_hash).await?.ok_or(INVALID)?
+        } else {
+            row
+        };
+        if row.revoked_at.is_some() {
+            return Err(AuthError::Unauthenticated("the session was revoked: sign in again"));
+        }
+        if let Some(tokens) = self.retry_answer(&row, presented) {
+            return Ok(RefreshTokenResponse { tokens: Some(tokens) });
+        }
+        // A spent token came back after the grace window, or after the pair
+        // it was exchanged for was used: whoever holds it may be an
+        // attacker, so the whole session ends, access tokens included.
+        self.revoke_reused_family(&row, &client).await?;
+        Err(AuthError::Unauthenticated(
+            "refresh token reused: the session was revoked, sign in again",
+        ))
+    }
+
+    /// The pair a spent refresh token was exchanged for, if presenting it
+    /// again is a retry: within the grace window, and before that pair's
+    /// refresh token was used (a client that lost the answer cannot have).
+    fn retry_answer(&self, row: &RefreshRow, presented: &str) -> Option<TokenPair> {
+        let used_at = row.used_at?;
+        let grace = duration_micros(self.state.tokens.policy.refresh_reuse_grace);
+        if now_micros() - used_at > grace || row.successor_used_at.is_some() {
+            return None;
+        }
+        open_answer(presented, row.successor_answer.as_deref()?)
+    }
+
+    /// Ends the session of a reused refresh token, announces it and audits it.
+    async fn revoke_reused_family(&self, row: &RefreshRow, client: &ClientInfo) -> Result<(), AuthError> {
+        let expires_at = self.state.revocations.expires_at();
+        let Some(revocation) = self
             .state
-            .tokens
-            .pair(&user, &row.family_id, successor, row.family_expires_at)
-            .await?;
-        Ok(RefreshTokenResponse { tokens: Some(tokens) })
+            .store
+            .revoke_family(&row.family_id, "refresh token reused", expires_at)
+            .await?
+        else {
+            return Ok(());
+        };
+        self.announce(&[revocation]).await;
+        tracing::warn!(organization_id = %row.organization_id, user_id = %row.user_id, family_id = %row.family_id, "refresh token reused, session revoked");
+        let details = BTreeMap::from([("family_id", row.family_id.clone())]);
+        self.audit(AuditEntry {
+            kind: AuditEventKind::RefreshTokenReused,
+            organization_id: &row.organization_id,
+            actor_id: "",
+            subject_id: &row.user_id,
+            client,
+            details,
+        })
+        .await?;
+        self.state.tokens.close_session(&row.family_id).await
     }
 
     async fn sign_out(&self, request: Request<SignOutRequest>) -> Result<SignOutResponse, AuthError> {
@@ -488,10 +611,15 @@ impl AuthApi {
             return Err(FieldViolation::new("refresh_token", "is required").into());
         }
         // Signing out is idempotent and says nothing about unknown tokens.
+        let expires_at = self.state.revocations.expires_at();
         if let Some(row) = self.state.store.refresh_token(&digest(presented.trim())).await?
-            && self.state.store.revoke_family(&row.family_id, "signed out").await?
+            && let Some(revocation) = self
+                .state
+                .store
+                .revoke_family(&row.family_id, "signed out", expires_at)
+                .await?
         {
-            self.state.tokens.close_session(&row.family_id).await?;
+            self.announce(&[revocation]).await;
             let details = BTreeMap::from([("family_id", row.family_id.clone())]);
             self.audit(AuditEntry {
                 kind: AuditEventKind::SignedOut,
@@ -502,6 +630,9 @@ impl AuthApi {
                 details,
             })
             .await?;
+            // Last: the revocation and its record stand even if the cache
+            // is down (a stale marker cannot reopen a revoked session).
+            self.state.tokens.close_session(&row.family_id).await?;
         }
         Ok(SignOutResponse {})
     }
@@ -519,7 +650,12 @@ impl AuthApi {
             .verify(token.trim())
             .await
             .map_err(|error| match error {
-                metrix_core::authn::TokenError::KeysUnavailable => AuthError::Crypto("own signing keys unavailable"),
+                TokenError::KeysUnavailable => AuthError::Crypto("own signing keys unavailable"),
+                TokenError::RevocationsUnavailable => AuthError::Unavailable("token revocations unavailable"),
+                TokenError::SessionRevoked => AuthError::Unauthenticated("the session was signed out or revoked"),
+                TokenError::Superseded => {
+                    AuthError::Unauthenticated("the token was superseded by a change of role or account")
+                }
                 _ => AuthError::Unauthenticated("invalid access token"),
             })?;
         if let Some(session_id) = &claims.sid
@@ -545,14 +681,9 @@ impl AuthApi {
         &self,
         request: Request<GetCurrentUserRequest>,
     ) -> Result<GetCurrentUserResponse, Status> {
-        let caller = principal(&request)?;
-        caller.require_user_role(&[Role::CompanyUser, Role::Analyst, Role::Admin])?;
-        let user = self
-            .state
-            .store
-            .user_by_id(&caller.subject)
-            .await?
-            .ok_or(AuthError::Unauthenticated("the account no longer exists"))?;
+        let (_, user) = self
+            .current_user(&request, &[Role::CompanyUser, Role::Analyst, Role::Admin])
+            .await?;
         let organization = self
             .state
             .store
@@ -570,7 +701,7 @@ impl AuthApi {
     }
 
     async fn list_users(&self, request: Request<ListUsersRequest>) -> Result<ListUsersResponse, Status> {
-        let caller = require_admin(&request)?;
+        let caller = self.current_admin(&request).await?;
         let request = request.get_ref();
         let (size, cursor) = page_request(request.page_size, &request.page_token, &caller.organization_id)?;
         let rows = self
@@ -593,7 +724,7 @@ impl AuthApi {
         request: Request<UpdateUserRoleRequest>,
     ) -> Result<UpdateUserRoleResponse, Status> {
         let client = self.client(&request);
-        let caller = require_admin(&request)?.clone();
+        let caller = self.current_admin(&request).await?;
         let request = request.into_inner();
         let mut violations = Vec::new();
         if request.user_id.trim().is_empty() {
@@ -605,12 +736,20 @@ impl AuthApi {
         let Some(role) = role.filter(|_| violations.is_empty()) else {
             return Err(AuthError::from(violations).into());
         };
-        let old_role = self
+        let change = self
             .state
             .store
-            .update_role(&caller.organization_id, request.user_id.trim(), role.as_str())
+            .update_role(
+                &caller.organization_id,
+                request.user_id.trim(),
+                role.as_str(),
+                self.state.revocations.expires_at(),
+            )
             .await?;
-        let details = BTreeMap::from([("old_role", old_role), ("new_role", role.as_str().to_owned())]);
+        if let Some(revocation) = &change.revocation {
+            self.announce(std::slice::from_ref(revocation)).await;
+        }
+        let details = BTreeMap::from([("old_role", change.old_role), ("new_role", role.as_str().to_owned())]);
         self.audit(AuditEntry {
             kind: AuditEventKind::RoleChanged,
             organization_id: &caller.organization_id,
@@ -633,7 +772,7 @@ impl AuthApi {
 
     async fn invite_user(&self, request: Request<InviteUserRequest>) -> Result<InviteUserResponse, Status> {
         let client = self.client(&request);
-        let caller = require_admin(&request)?.clone();
+        let caller = self.current_admin(&request).await?;
         let request = request.into_inner();
         let mut violations = Vec::new();
         let email = Email::parse("email", &request.email)
@@ -683,7 +822,7 @@ impl AuthApi {
 
     async fn create_api_key(&self, request: Request<CreateApiKeyRequest>) -> Result<CreateApiKeyResponse, Status> {
         let client = self.client(&request);
-        let caller = require_admin(&request)?.clone();
+        let caller = self.current_admin(&request).await?;
         let request = request.into_inner();
         let mut violations = Vec::new();
         let display_name = DisplayName::parse("display_name", &request.display_name)
@@ -738,7 +877,7 @@ impl AuthApi {
     }
 
     async fn list_api_keys(&self, request: Request<ListApiKeysRequest>) -> Result<ListApiKeysResponse, Status> {
-        let caller = require_admin(&request)?;
+        let caller = self.current_admin(&request).await?;
         let request = request.get_ref();
         let (size, cursor) = page_request(request.page_size, &request.page_token, &caller.organization_id)?;
         let rows = self
@@ -758,17 +897,28 @@ impl AuthApi {
 
     async fn revoke_api_key(&self, request: Request<RevokeApiKeyRequest>) -> Result<RevokeApiKeyResponse, Status> {
         let client = self.client(&request);
-        let caller = require_admin(&request)?.clone();
+        let caller = self.current_admin(&request).await?;
         let api_key_id = request.into_inner().api_key_id;
         if api_key_id.trim().is_empty() {
             return Err(AuthError::from(FieldViolation::new("api_key_id", "is required")).into());
         }
-        let row = self
+        let (row, revocation) = self
             .state
             .store
-            .revoke_api_key(&caller.organization_id, api_key_id.trim())
+            .revoke_api_key(
+                &caller.organization_id,
+                api_key_id.trim(),
+                self.state.revocations.expires_at(),
+            )
             .await?
             .ok_or(AuthError::NotFound("api key"))?;
+        let Some(revocation) = revocation else {
+            // Revoking a revoked key changes nothing and records nothing.
+            return Ok(RevokeApiKeyResponse {
+                api_key: Some(api_key_to_proto(row)),
+            });
+        };
+        self.announce(&[revocation]).await;
         self.audit(AuditEntry {
             kind: AuditEventKind::ApiKeyRevoked,
             organization_id: &caller.organization_id,
@@ -784,7 +934,7 @@ impl AuthApi {
     }
 
     async fn verify_api_key(&self, request: Request<VerifyApiKeyRequest>) -> Result<VerifyApiKeyResponse, Status> {
-        principal(&request)?.require_platform_scope(Scope::ApiKeysVerify)?;
+        self.current_service(&request, Scope::ApiKeysVerify).await?;
         let key = request.into_inner().key;
         let key = key.trim();
         if key.is_empty() {
@@ -819,7 +969,7 @@ impl AuthApi {
         request: Request<CreateServiceAccountRequest>,
     ) -> Result<CreateServiceAccountResponse, Status> {
         let client = self.client(&request);
-        let caller = require_admin(&request)?.clone();
+        let caller = self.current_admin(&request).await?;
         let request = request.into_inner();
         let mut violations = Vec::new();
         let display_name = DisplayName::parse("display_name", &request.display_name)
@@ -878,7 +1028,9 @@ impl AuthApi {
             .service_account(request.client_id.trim())
             .await?
             .ok_or(INVALID)?;
-        if !constant_time_eq(&digest(request.client_secret.trim()), &account.secret_hash) {
+        if !constant_time_eq(&digest(request.client_secret.trim()), &account.secret_hash)
+            || account.revoked_at.is_some()
+        {
             return Err(INVALID);
         }
         let scopes = Scope::parse_list(&account.scopes).map_err(|_| AuthError::Crypto("stored scopes are unknown"))?;
@@ -891,6 +1043,7 @@ impl AuthApi {
                 role: Role::Service,
                 session_id: None,
                 scopes: &scopes,
+                authorization_version: account.authz_version,
             })
             .await?;
         Ok(IssueServiceTokenResponse {
@@ -905,8 +1058,7 @@ impl AuthApi {
         request: Request<RotateSigningKeysRequest>,
     ) -> Result<RotateSigningKeysResponse, Status> {
         let client = self.client(&request);
-        let caller = principal(&request)?.clone();
-        caller.require_platform_scope(Scope::KeysRotate)?;
+        let caller = self.current_service(&request, Scope::KeysRotate).await?;
         let recently = self
             .state
             .keys
@@ -941,7 +1093,7 @@ impl AuthApi {
         &self,
         request: Request<ListAuditEventsRequest>,
     ) -> Result<ListAuditEventsResponse, Status> {
-        let caller = require_admin(&request)?;
+        let caller = self.current_admin(&request).await?;
         let request = request.get_ref();
         let kind = match AuditEventKind::try_from(request.kind) {
             Ok(AuditEventKind::Unspecified) => None,
@@ -965,6 +1117,162 @@ impl AuthApi {
             audit_events: rows.into_iter().map(audit::to_proto).collect(),
             next_page_token,
         })
+    }
+
+    async fn deactivate_user(&self, request: Request<DeactivateUserRequest>) -> Result<DeactivateUserResponse, Status> {
+        let client = self.client(&request);
+        let caller = self.current_admin(&request).await?;
+        let user_id = request.into_inner().user_id;
+        let user_id = user_id.trim();
+        if user_id.is_empty() {
+            return Err(AuthError::from(FieldViolation::new("user_id", "is required")).into());
+        }
+        if user_id == caller.subject {
+            return Err(AuthError::FailedPrecondition("you cannot deactivate yourself").into());
+        }
+        let deactivation = self
+            .state
+            .store
+            .deactivate_user(&caller.organization_id, user_id, self.state.revocations.expires_at())
+            .await?;
+        if !deactivation.revocations.is_empty() {
+            self.announce(&deactivation.revocations).await;
+            let revoked_keys: Vec<&str> = deactivation
+                .revoked_api_keys
+                .iter()
+                .map(|key| key.api_key_id.as_str())
+                .collect();
+            let details = BTreeMap::from([
+                ("revoked_sessions", deactivation.revoked_sessions.len().to_string()),
+                ("revoked_api_keys", revoked_keys.join(" ")),
+            ]);
+            self.audit(AuditEntry {
+                kind: AuditEventKind::UserDeactivated,
+                organization_id: &caller.organization_id,
+                actor_id: &caller.subject,
+                subject_id: user_id,
+                client: &client,
+                details,
+            })
+            .await?;
+            for family_id in &deactivation.revoked_sessions {
+                self.state.tokens.close_session(family_id).await?;
+            }
+        }
+        let user = self
+            .state
+            .store
+            .user_by_id(user_id)
+            .await?
+            .ok_or(AuthError::NotFound("user"))?;
+        Ok(DeactivateUserResponse {
+            user: Some(user_to_proto(user)),
+            revoked_session_count: i32::try_from(deactivation.revoked_sessions.len()).unwrap_or(i32::MAX),
+            revoked_api_keys: deactivation
+                .revoked_api_keys
+                .into_iter()
+                .map(api_key_to_proto)
+                .collect(),
+        })
+    }
+
+    async fn list_service_accounts(
+        &self,
+        request: Request<ListServiceAccountsRequest>,
+    ) -> Result<ListServiceAccountsResponse, Status> {
+        let caller = self.current_admin(&request).await?;
+        let request = request.get_ref();
+        let (size, cursor) = page_request(request.page_size, &request.page_token, &caller.organization_id)?;
+        let rows = self
+            .state
+            .store
+            .list_service_accounts(&caller.organization_id, cursor.as_ref(), size + 1)
+            .await?;
+        let (rows, next_page_token) = paginate(rows, size, &caller.organization_id, |row| Cursor {
+            created_at: row.created_at,
+            id: row.client_id.clone(),
+        });
+        Ok(ListServiceAccountsResponse {
+            service_accounts: rows.into_iter().map(service_account_to_proto).collect(),
+            next_page_token,
+        })
+    }
+
+    async fn rotate_service_account_secret(
+        &self,
+        request: Request<RotateServiceAccountSecretRequest>,
+    ) -> Result<RotateServiceAccountSecretResponse, Status> {
+        let client = self.client(&request);
+        let caller = self.current_admin(&request).await?;
+        let client_id = request.into_inner().client_id;
+        let client_id = client_id.trim();
+        if client_id.is_empty() {
+            return Err(AuthError::from(FieldViolation::new("client_id", "is required")).into());
+        }
+        let secret = random_token(SERVICE_ACCOUNT_SECRET_PREFIX);
+        let (account, revocation) = self
+            .state
+            .store
+            .rotate_service_account_secret(
+                &caller.organization_id,
+                client_id,
+                &digest(&secret),
+                self.state.revocations.expires_at(),
+            )
+            .await?;
+        self.announce(&[revocation]).await;
+        self.audit(AuditEntry {
+            kind: AuditEventKind::ServiceAccountSecretRotated,
+            organization_id: &caller.organization_id,
+            actor_id: &caller.subject,
+            subject_id: client_id,
+            client: &client,
+            details: BTreeMap::new(),
+        })
+        .await?;
+        Ok(RotateServiceAccountSecretResponse {
+            service_account: Some(service_account_to_proto(account)),
+            client_secret: secret,
+        })
+    }
+
+    async fn revoke_service_account(
+        &self,
+        request: Request<RevokeServiceAccountRequest>,
+    ) -> Result<RevokeServiceAccountResponse, Status> {
+        let client = self.client(&request);
+        let caller = self.current_admin(&request).await?;
+        let client_id = request.into_inner().client_id;
+        let client_id = client_id.trim();
+        if client_id.is_empty() {
+            return Err(AuthError::from(FieldViolation::new("client_id", "is required")).into());
+        }
+        let (account, revocation) = self
+            .state
+            .store
+            .revoke_service_account(&caller.organization_id, client_id, self.state.revocations.expires_at())
+            .await?
+            .ok_or(AuthError::NotFound("service account"))?;
+        if let Some(revocation) = revocation {
+            self.announce(&[revocation]).await;
+            self.audit(AuditEntry {
+                kind: AuditEventKind::ServiceAccountRevoked,
+                organization_id: &caller.organization_id,
+                actor_id: &caller.subject,
+                subject_id: client_id,
+                client: &client,
+                details: BTreeMap::new(),
+            })
+            .await?;
+        }
+        Ok(RevokeServiceAccountResponse {
+            service_account: Some(service_account_to_proto(account)),
+        })
+    }
+
+    async fn watch_revocations(&self) -> Result<RevocationStream, AuthError> {
+        let feed = self.state.revocations.feed().await?;
+        Ok(feed.map(|batch| batch.map(|batch| batch.to_proto())).boxed())
     }
 }
 
@@ -992,7 +1300,7 @@ pub async fn create_service_account(
     display_name: &str,
     scopes: &[Scope],
 ) -> Result<(ServiceAccountRow, String), AuthError> {
-    let secret = random_token("mxs_");
+    let secret = random_token(SERVICE_ACCOUNT_SECRET_PREFIX);
     let account = ServiceAccountRow {
         client_id: format!("svc_{}", uuid::Uuid::new_v4().simple()),
         organization_id: organization_id.to_owned(),
@@ -1000,15 +1308,12 @@ pub async fn create_service_account(
         secret_hash: digest(&secret),
         scopes: Scope::join(scopes),
         created_at: now_micros(),
+        authz_version: 0,
+        revoked_at: None,
+        secret_rotated_at: None,
     };
     store.create_service_account(&account).await?;
     Ok((account, secret))
-}
-
-fn require_admin<T>(request: &Request<T>) -> Result<&Principal, Status> {
-    let caller = principal(request)?;
-    caller.require_user_role(&[Role::Admin])?;
-    Ok(caller)
 }
 
 fn person_role(field: &str, value: i32) -> Result<Role, FieldViolation> {
@@ -1119,6 +1424,7 @@ fn user_to_proto(row: UserRow) -> User {
         sign_in_methods,
         create_time: Some(timestamp(row.created_at)),
         last_sign_in_time: row.last_sign_in_at.map(timestamp),
+        deactivate_time: row.deactivated_at.map(timestamp),
     }
 }
 
@@ -1153,6 +1459,8 @@ fn service_account_to_proto(row: ServiceAccountRow) -> ServiceAccount {
             .collect(),
         organization_id: row.organization_id,
         create_time: Some(timestamp(row.created_at)),
+        revoke_time: row.revoked_at.map(timestamp),
+        secret_rotate_time: row.secret_rotated_at.map(timestamp),
     }
 }
 
@@ -1267,5 +1575,36 @@ impl AuthService for AuthApi {
         request: Request<ListAuditEventsRequest>,
     ) -> Result<Response<ListAuditEventsResponse>, Status> {
         answer(AuthApi::list_audit_events(self, request).await)
+    }
+    async fn deactivate_user(
+        &self,
+        request: Request<DeactivateUserRequest>,
+    ) -> Result<Response<DeactivateUserResponse>, Status> {
+        answer(AuthApi::deactivate_user(self, request).await)
+    }
+    async fn list_service_accounts(
+        &self,
+        request: Request<ListServiceAccountsRequest>,
+    ) -> Result<Response<ListServiceAccountsResponse>, Status> {
+        answer(AuthApi::list_service_accounts(self, request).await)
+    }
+    async fn rotate_service_account_secret(
+        &self,
+        request: Request<RotateServiceAccountSecretRequest>,
+    ) -> Result<Response<RotateServiceAccountSecretResponse>, Status> {
+        answer(AuthApi::rotate_service_account_secret(self, request).await)
+    }
+    async fn revoke_service_account(
+        &self,
+        request: Request<RevokeServiceAccountRequest>,
+    ) -> Result<Response<RevokeServiceAccountResponse>, Status> {
+        answer(AuthApi::revoke_service_account(self, request).await)
+    }
+    type WatchRevocationsStream = RevocationStream;
+    async fn watch_revocations(
+        &self,
+        _request: Request<WatchRevocationsRequest>,
+    ) -> Result<Response<Self::WatchRevocationsStream>, Status> {
+        answer(AuthApi::watch_revocations(self).await)
     }
 }

@@ -1,7 +1,7 @@
 //! Every query of the auth service, written once in SQL that PostgreSQL and
 //! SQLite both accept, and run through [`with_pool!`] on either.
 
-use metrix_core::storage::{Database, is_unique_violation};
+use metrix_core::storage::{BeginWrite as _, Database, is_unique_violation};
 use metrix_core::time::now_micros;
 use metrix_core::with_pool;
 
@@ -19,12 +19,15 @@ pub struct UserRow {
     pub created_at: i64,
     pub last_sign_in_at: Option<i64>,
     pub has_google: bool,
+    /// Raised whenever the role or standing changes; copied into tokens.
+    pub authz_version: i64,
+    pub deactivated_at: Option<i64>,
 }
 
 macro_rules! user_query {
     ($condition:literal) => {
         concat!(
-            "SELECT u.user_id, u.organization_id, u.email, u.display_name, u.role, u.password_hash, u.created_at, u.last_sign_in_at, ",
+            "SELECT u.user_id, u.organization_id, u.email, u.display_name, u.role, u.password_hash, u.created_at, u.last_sign_in_at, u.authz_version, u.deactivated_at, ",
             "EXISTS (SELECT 1 FROM user_identities i WHERE i.user_id = u.user_id AND i.provider = 'google') AS has_google ",
             "FROM users u ",
             $condition
@@ -55,6 +58,11 @@ pub struct RefreshRow {
     pub token_hash: String,
     pub family_id: String,
     pub used_at: Option<i64>,
+    /// The answer the token was exchanged for, sealed (see
+    /// `tokens::seal_answer`); set when it was spent.
+    pub successor_answer: Option<Vec<u8>>,
+    /// When the successor in that answer was spent itself.
+    pub successor_used_at: Option<i64>,
     pub user_id: String,
     pub organization_id: String,
     pub family_expires_at: i64,
@@ -84,6 +92,110 @@ pub struct ServiceAccountRow {
     pub secret_hash: String,
     pub scopes: String,
     pub created_at: i64,
+    /// Raised by every rotation and by the revocation; copied into tokens.
+    pub authz_version: i64,
+    pub revoked_at: Option<i64>,
+    pub secret_rotated_at: Option<i64>,
+}
+
+/// The columns of a [`ServiceAccountRow`], for `SELECT` and `RETURNING`.
+macro_rules! service_account_columns {
+    () => {
+        "client_id, organization_id, display_name, secret_hash, scopes, created_at, authz_version, revoked_at, secret_rotated_at"
+    };
+}
+
+/// A revocation as stored: what verifiers refuse until `expires_at`.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct RevocationRow {
+    pub revocation_id: String,
+    /// `session`, `subject` or `api_key`.
+    pub kind: String,
+    /// The session id, subject (user id or client id) or API key id.
+    pub target: String,
+    /// For a subject, the lowest authorization version still accepted.
+    pub min_version: i64,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+impl RevocationRow {
+    fn new(kind: &str, target: &str, min_version: i64, expires_at: i64) -> Self {
+        Self {
+            revocation_id: new_id(),
+            kind: kind.to_owned(),
+            target: target.to_owned(),
+            min_version,
+            created_at: now_micros(),
+            expires_at,
+        }
+    }
+
+    /// Every access token of the session `family_id`.
+    pub fn session(family_id: &str, expires_at: i64) -> Self {
+        Self::new("session", family_id, 0, expires_at)
+    }
+
+    /// The access tokens of `subject` below `min_version`.
+    pub fn subject(subject: &str, min_version: i64, expires_at: i64) -> Self {
+        Self::new("subject", subject, min_version, expires_at)
+    }
+
+    /// The API key `api_key_id`.
+    pub fn api_key(api_key_id: &str, expires_at: i64) -> Self {
+        Self::new("api_key", api_key_id, 0, expires_at)
+    }
+}
+
+/// Records a revocation inside the transaction that makes it.
+macro_rules! insert_revocation {
+    ($executor:expr, $row:expr) => {
+        sqlx::query(
+            "INSERT INTO revocations (revocation_id, kind, target, min_version, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&$row.revocation_id)
+        .bind(&$row.kind)
+        .bind(&$row.target)
+        .bind($row.min_version)
+        .bind($row.created_at)
+        .bind($row.expires_at)
+        .execute($executor)
+    };
+}
+
+/// The active admins of an organisation (`$1`), their rows locked on
+/// PostgreSQL so that concurrent demotions and deactivations serialise
+/// (SQLite's write transactions already are); `fetch_all` them.
+macro_rules! active_admins {
+    ($postgres:expr) => {
+        sqlx::query_as::<_, (String,)>(if $postgres {
+            "SELECT user_id FROM users WHERE organization_id = $1 AND role = 'admin' AND deactivated_at IS NULL FOR UPDATE"
+        } else {
+            "SELECT user_id FROM users WHERE organization_id = $1 AND role = 'admin' AND deactivated_at IS NULL"
+        })
+    };
+}
+
+/// What a role change did.
+#[derive(Debug, Clone)]
+pub struct RoleChange {
+    /// The role before.
+    pub old_role: String,
+    /// The revocation of the user's earlier tokens; none when the role
+    /// did not change.
+    pub revocation: Option<RevocationRow>,
+}
+
+/// What a deactivation did.
+#[derive(Debug, Clone, Default)]
+pub struct Deactivation {
+    /// The sessions it ended.
+    pub revoked_sessions: Vec<String>,
+    /// The API keys it revoked (those the user created).
+    pub revoked_api_keys: Vec<ApiKeyRow>,
+    /// What verifiers must now refuse; empty when the user was already
+    /// deactivated.
+    pub revocations: Vec<RevocationRow>,
 }
 
 /// An invitation accepted at sign-up.
@@ -291,30 +403,82 @@ impl AuthStore {
         })?)
     }
 
-    /// Changes a user's role; refuses to demote an organisation's last admin.
-    pub async fn update_role(&self, organization_id: &str, user_id: &str, role: &str) -> Result<String, AuthError> {
-        let outcome = with_pool!(&self.database, pool => {
-            let mut transaction = pool.begin().await?;
-            let current: Option<(String,)> = sqlx::query_as("SELECT role FROM users WHERE user_id = $1 AND organization_id = $2")
+    /// Changes a user's role and raises their authorization version, so
+    /// their earlier tokens are refused; refuses to demote an organisation's
+    /// last active admin, and to change a deactivated user.
+    pub async fn update_role(
+        &self,
+        organization_id: &str,
+        user_id: &str,
+        role: &str,
+        revocation_expires_at: i64,
+    ) -> Result<RoleChange, AuthError> {
+        let postgres = matches!(self.database, Database::Postgres(_));
+        with_pool!(&self.database, pool => {
+            let mut transaction = pool.begin_write().await?;
+            let current: Option<(String, Option<i64>)> = sqlx::query_as("SELECT role, deactivated_at FROM users WHERE user_id = $1 AND organization_id = $2")
                 .bind(user_id).bind(organization_id).fetch_optional(&mut *transaction).await?;
-            let Some((old_role,)) = current else { return Err(AuthError::NotFound("user")) };
-            if old_role == "admin" && role != "admin" {
-                // Serialises concurrent demotions on PostgreSQL; SQLite
-                // transactions are already serial.
-                let admins: Vec<(String,)> = sqlx::query_as(if matches!(self.database, Database::Postgres(_)) {
-                    "SELECT user_id FROM users WHERE organization_id = $1 AND role = 'admin' FOR UPDATE"
-                } else {
-                    "SELECT user_id FROM users WHERE organization_id = $1 AND role = 'admin'"
-                }).bind(organization_id).fetch_all(&mut *transaction).await?;
-                if admins.len() <= 1 {
-                    return Err(AuthError::FailedPrecondition("the last admin of an organisation cannot be demoted"));
-                }
+            let Some((old_role, deactivated_at)) = current else { return Err(AuthError::NotFound("user")) };
+            if deactivated_at.is_some() {
+                return Err(AuthError::FailedPrecondition("the user is deactivated"));
             }
-            sqlx::query("UPDATE users SET role = $1 WHERE user_id = $2").bind(role).bind(user_id).execute(&mut *transaction).await?;
+            if old_role == role {
+                return Ok(RoleChange { old_role, revocation: None });
+            }
+            if old_role == "admin" && active_admins!(postgres).bind(organization_id).fetch_all(&mut *transaction).await?.len() <= 1 {
+                return Err(AuthError::FailedPrecondition("the last admin of an organisation cannot be demoted"));
+            }
+            let (version,): (i64,) = sqlx::query_as("UPDATE users SET role = $1, authz_version = authz_version + 1 WHERE user_id = $2 RETURNING authz_version")
+                .bind(role).bind(user_id).fetch_one(&mut *transaction).await?;
+            let revocation = RevocationRow::subject(user_id, version, revocation_expires_at);
+            insert_revocation!(&mut *transaction, revocation).await?;
             transaction.commit().await?;
-            Ok::<_, AuthError>(old_role)
-        })?;
-        Ok(outcome)
+            Ok::<_, AuthError>(RoleChange { old_role, revocation: Some(revocation) })
+        })
+    }
+
+    /// Deactivates a user of `organization_id`: raises their authorization
+    /// version, ends their open sessions and revokes the API keys they
+    /// created, in one transaction. Refuses to deactivate the last active
+    /// admin; a deactivated user is left as is.
+    pub async fn deactivate_user(
+        &self,
+        organization_id: &str,
+        user_id: &str,
+        revocation_expires_at: i64,
+    ) -> Result<Deactivation, AuthError> {
+        let postgres = matches!(self.database, Database::Postgres(_));
+        let now = now_micros();
+        with_pool!(&self.database, pool => {
+            let mut transaction = pool.begin_write().await?;
+            let current: Option<(String, Option<i64>)> = sqlx::query_as("SELECT role, deactivated_at FROM users WHERE user_id = $1 AND organization_id = $2")
+                .bind(user_id).bind(organization_id).fetch_optional(&mut *transaction).await?;
+            let Some((role, deactivated_at)) = current else { return Err(AuthError::NotFound("user")) };
+            if deactivated_at.is_some() {
+                return Ok(Deactivation::default());
+            }
+            if role == "admin" && active_admins!(postgres).bind(organization_id).fetch_all(&mut *transaction).await?.len() <= 1 {
+                return Err(AuthError::FailedPrecondition("the last admin of an organisation cannot be deactivated"));
+            }
+            let (version,): (i64,) = sqlx::query_as("UPDATE users SET deactivated_at = $1, authz_version = authz_version + 1 WHERE user_id = $2 RETURNING authz_version")
+                .bind(now).bind(user_id).fetch_one(&mut *transaction).await?;
+            let sessions: Vec<(String,)> = sqlx::query_as("UPDATE refresh_families SET revoked_at = $1, revoke_reason = 'user deactivated' WHERE user_id = $2 AND revoked_at IS NULL RETURNING family_id")
+                .bind(now).bind(user_id).fetch_all(&mut *transaction).await?;
+            let keys: Vec<ApiKeyRow> = sqlx::query_as("UPDATE api_keys SET revoked_at = $1 WHERE created_by = $2 AND organization_id = $3 AND revoked_at IS NULL \
+                                                       RETURNING api_key_id, organization_id, display_name, prefix, scopes, created_at, expires_at, last_used_at, revoked_at")
+                .bind(now).bind(user_id).bind(organization_id).fetch_all(&mut *transaction).await?;
+            let mut revocations = vec![RevocationRow::subject(user_id, version, revocation_expires_at)];
+            revocations.extend(keys.iter().map(|key| RevocationRow::api_key(&key.api_key_id, revocation_expires_at)));
+            for revocation in &revocations {
+                insert_revocation!(&mut *transaction, revocation).await?;
+            }
+            transaction.commit().await?;
+            Ok::<_, AuthError>(Deactivation {
+                revoked_sessions: sessions.into_iter().map(|(family_id,)| family_id).collect(),
+                revoked_api_keys: keys,
+                revocations,
+            })
+        })
     }
 
     /// Stores an invitation.
@@ -360,30 +524,30 @@ impl AuthStore {
     /// The refresh token with `token_hash` and its family.
     pub async fn refresh_token(&self, token_hash: &str) -> Result<Option<RefreshRow>, AuthError> {
         Ok(with_pool!(&self.database, pool => {
-            sqlx::query_as("SELECT t.token_hash, t.family_id, t.used_at, f.user_id, f.organization_id, f.expires_at AS family_expires_at, f.revoked_at \
-                            FROM refresh_tokens t JOIN refresh_families f ON f.family_id = t.family_id WHERE t.token_hash = $1")
+            sqlx::query_as("SELECT t.token_hash, t.family_id, t.used_at, t.successor_answer, s.used_at AS successor_used_at, \
+                            f.user_id, f.organization_id, f.expires_at AS family_expires_at, f.revoked_at \
+                            FROM refresh_tokens t JOIN refresh_families f ON f.family_id = t.family_id \
+                            LEFT JOIN refresh_tokens s ON s.token_hash = t.successor_hash WHERE t.token_hash = $1")
                 .bind(token_hash).fetch_optional(pool).await
         })?)
     }
 
-    /// Spends a refresh token and adds its successor to the family. With
-    /// `first_use` the token must be unspent (two racing refreshes cannot
-    /// both spend it); otherwise it is a retry within the grace window.
-    /// Whether the successor was added.
-    pub async fn rotate_refresh_token(
+    /// Spends an unspent refresh token of an open family: adds its
+    /// successor to the family and keeps `sealed_answer`, the pair it was
+    /// exchanged for, for retries. Whether this call spent it (of two
+    /// racing refreshes of one token, only one does).
+    pub async fn spend_refresh_token(
         &self,
         spent_hash: &str,
         family_id: &str,
         successor_hash: &str,
-        first_use: FirstUse,
+        sealed_answer: &[u8],
     ) -> Result<bool, AuthError> {
         let now = now_micros();
         Ok(with_pool!(&self.database, pool => {
-            let mut transaction = pool.begin().await?;
-            let spent = match first_use {
-                FirstUse::Required => sqlx::query("UPDATE refresh_tokens SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL").bind(now).bind(spent_hash).execute(&mut *transaction).await?,
-                FirstUse::GraceRetry => sqlx::query("UPDATE refresh_tokens SET used_at = used_at WHERE token_hash = $1").bind(spent_hash).execute(&mut *transaction).await?,
-            };
+            let mut transaction = pool.begin_write().await?;
+            let spent = sqlx::query("UPDATE refresh_tokens SET used_at = $1, successor_hash = $2, successor_answer = $3 WHERE token_hash = $4 AND used_at IS NULL")
+                .bind(now).bind(successor_hash).bind(sealed_answer).bind(spent_hash).execute(&mut *transaction).await?;
             let open = sqlx::query("UPDATE refresh_families SET revoked_at = revoked_at WHERE family_id = $1 AND revoked_at IS NULL").bind(family_id).execute(&mut *transaction).await?;
             if spent.rows_affected() != 1 || open.rows_affected() != 1 {
                 return Ok(false);
@@ -395,13 +559,49 @@ impl AuthStore {
         })?)
     }
 
-    /// Revokes a family (a session); whether it was open.
-    pub async fn revoke_family(&self, family_id: &str, reason: &str) -> Result<bool, AuthError> {
-        let revoked = with_pool!(&self.database, pool => {
-            sqlx::query("UPDATE refresh_families SET revoked_at = $1, revoke_reason = $2 WHERE family_id = $3 AND revoked_at IS NULL")
-                .bind(now_micros()).bind(reason).bind(family_id).execute(pool).await.map(|done| done.rows_affected())
-        })?;
-        Ok(revoked == 1)
+    /// Revokes a family (a session) and records the revocation of its
+    /// access tokens; the revocation, if the family was open.
+    pub async fn revoke_family(
+        &self,
+        family_id: &str,
+        reason: &str,
+        revocation_expires_at: i64,
+    ) -> Result<Option<RevocationRow>, AuthError> {
+        Ok(with_pool!(&self.database, pool => {
+            let mut transaction = pool.begin_write().await?;
+            let revoked = sqlx::query("UPDATE refresh_families SET revoked_at = $1, revoke_reason = $2 WHERE family_id = $3 AND revoked_at IS NULL")
+                .bind(now_micros()).bind(reason).bind(family_id).execute(&mut *transaction).await?;
+            if revoked.rows_affected() != 1 {
+                return Ok(None);
+            }
+            let revocation = RevocationRow::session(family_id, revocation_expires_at);
+            insert_revocation!(&mut *transaction, revocation).await?;
+            transaction.commit().await?;
+            Ok::<_, sqlx::Error>(Some(revocation))
+        })?)
+    }
+
+    /// The revocations still in force at `now`.
+    pub async fn revocations_in_force(&self, now: i64) -> Result<Vec<RevocationRow>, AuthError> {
+        Ok(with_pool!(&self.database, pool => {
+            sqlx::query_as("SELECT revocation_id, kind, target, min_version, created_at, expires_at FROM revocations WHERE expires_at > $1")
+                .bind(now).fetch_all(pool).await
+        })?)
+    }
+
+    /// The revocations recorded after `since` (still in force at `now`).
+    pub async fn revocations_since(&self, since: i64, now: i64) -> Result<Vec<RevocationRow>, AuthError> {
+        Ok(with_pool!(&self.database, pool => {
+            sqlx::query_as("SELECT revocation_id, kind, target, min_version, created_at, expires_at FROM revocations WHERE created_at > $1 AND expires_at > $2")
+                .bind(since).bind(now).fetch_all(pool).await
+        })?)
+    }
+
+    /// Forgets revocations that expired before `before`; how many.
+    pub async fn delete_expired_revocations(&self, before: i64) -> Result<u64, AuthError> {
+        Ok(with_pool!(&self.database, pool => {
+            sqlx::query("DELETE FROM revocations WHERE expires_at < $1").bind(before).execute(pool).await.map(|done| done.rows_affected())
+        })?)
     }
 
     /// Whether a session is open (not revoked, not expired).
@@ -463,16 +663,34 @@ impl AuthStore {
         })?)
     }
 
-    /// Revokes an organisation's API key; the key's record afterwards.
+    /// Revokes an organisation's API key and records the revocation; the
+    /// key's record afterwards and the revocation, if it was active.
     pub async fn revoke_api_key(
         &self,
         organization_id: &str,
         api_key_id: &str,
-    ) -> Result<Option<ApiKeyRow>, AuthError> {
+        revocation_expires_at: i64,
+    ) -> Result<Option<(ApiKeyRow, Option<RevocationRow>)>, AuthError> {
         Ok(with_pool!(&self.database, pool => {
-            sqlx::query_as("UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $1) WHERE api_key_id = $2 AND organization_id = $3 \
+            let mut transaction = pool.begin_write().await?;
+            let revoked: Option<ApiKeyRow> = sqlx::query_as("UPDATE api_keys SET revoked_at = $1 WHERE api_key_id = $2 AND organization_id = $3 AND revoked_at IS NULL \
                             RETURNING api_key_id, organization_id, display_name, prefix, scopes, created_at, expires_at, last_used_at, revoked_at")
-                .bind(now_micros()).bind(api_key_id).bind(organization_id).fetch_optional(pool).await
+                .bind(now_micros()).bind(api_key_id).bind(organization_id).fetch_optional(&mut *transaction).await?;
+            let answer = match revoked {
+                Some(row) => {
+                    let revocation = RevocationRow::api_key(api_key_id, revocation_expires_at);
+                    insert_revocation!(&mut *transaction, revocation).await?;
+                    Some((row, Some(revocation)))
+                }
+                None => {
+                    let existing: Option<ApiKeyRow> = sqlx::query_as("SELECT api_key_id, organization_id, display_name, prefix, scopes, created_at, expires_at, last_used_at, revoked_at \
+                                    FROM api_keys WHERE api_key_id = $1 AND organization_id = $2")
+                        .bind(api_key_id).bind(organization_id).fetch_optional(&mut *transaction).await?;
+                    existing.map(|row| (row, None))
+                }
+            };
+            transaction.commit().await?;
+            Ok::<_, sqlx::Error>(answer)
         })?)
     }
 
@@ -505,8 +723,93 @@ impl AuthStore {
     /// The service account with `client_id`.
     pub async fn service_account(&self, client_id: &str) -> Result<Option<ServiceAccountRow>, AuthError> {
         Ok(with_pool!(&self.database, pool => {
-            sqlx::query_as("SELECT client_id, organization_id, display_name, secret_hash, scopes, created_at FROM service_accounts WHERE client_id = $1")
+            sqlx::query_as(concat!("SELECT ", service_account_columns!(), " FROM service_accounts WHERE client_id = $1"))
                 .bind(client_id).fetch_optional(pool).await
+        })?)
+    }
+
+    /// A page of an organisation's service accounts, newest first, after `cursor`.
+    pub async fn list_service_accounts(
+        &self,
+        organization_id: &str,
+        after: Option<&Cursor>,
+        limit: u32,
+    ) -> Result<Vec<ServiceAccountRow>, AuthError> {
+        let (created_at, id) = after.map_or((i64::MAX, String::new()), |cursor| {
+            (cursor.created_at, cursor.id.clone())
+        });
+        let unbounded = after.is_none();
+        Ok(with_pool!(&self.database, pool => {
+            sqlx::query_as(concat!(
+                "SELECT ", service_account_columns!(), " FROM service_accounts ",
+                "WHERE organization_id = $1 AND ($5 OR created_at < $2 OR (created_at = $2 AND client_id < $3)) ORDER BY created_at DESC, client_id DESC LIMIT $4"
+            ))
+                .bind(organization_id).bind(created_at).bind(id).bind(i64::from(limit)).bind(unbounded).fetch_all(pool).await
+        })?)
+    }
+
+    /// Replaces an active service account's secret and raises its
+    /// authorization version, so the tokens issued with the old secret are
+    /// refused; the account afterwards and the revocation.
+    pub async fn rotate_service_account_secret(
+        &self,
+        organization_id: &str,
+        client_id: &str,
+        secret_hash: &str,
+        revocation_expires_at: i64,
+    ) -> Result<(ServiceAccountRow, RevocationRow), AuthError> {
+        with_pool!(&self.database, pool => {
+            let mut transaction = pool.begin_write().await?;
+            let rotated: Option<ServiceAccountRow> = sqlx::query_as(concat!(
+                "UPDATE service_accounts SET secret_hash = $1, secret_rotated_at = $2, authz_version = authz_version + 1 ",
+                "WHERE client_id = $3 AND organization_id = $4 AND revoked_at IS NULL RETURNING ", service_account_columns!()
+            ))
+                .bind(secret_hash).bind(now_micros()).bind(client_id).bind(organization_id).fetch_optional(&mut *transaction).await?;
+            let Some(account) = rotated else {
+                let existing: Option<ServiceAccountRow> = sqlx::query_as(concat!("SELECT ", service_account_columns!(), " FROM service_accounts WHERE client_id = $1 AND organization_id = $2"))
+                    .bind(client_id).bind(organization_id).fetch_optional(&mut *transaction).await?;
+                return Err(match existing {
+                    Some(_) => AuthError::FailedPrecondition("the service account is revoked"),
+                    None => AuthError::NotFound("service account"),
+                });
+            };
+            let revocation = RevocationRow::subject(client_id, account.authz_version, revocation_expires_at);
+            insert_revocation!(&mut *transaction, revocation).await?;
+            transaction.commit().await?;
+            Ok::<_, AuthError>((account, revocation))
+        })
+    }
+
+    /// Revokes a service account and raises its authorization version, so
+    /// its tokens are refused; the account afterwards and the revocation,
+    /// if it was active.
+    pub async fn revoke_service_account(
+        &self,
+        organization_id: &str,
+        client_id: &str,
+        revocation_expires_at: i64,
+    ) -> Result<Option<(ServiceAccountRow, Option<RevocationRow>)>, AuthError> {
+        Ok(with_pool!(&self.database, pool => {
+            let mut transaction = pool.begin_write().await?;
+            let revoked: Option<ServiceAccountRow> = sqlx::query_as(concat!(
+                "UPDATE service_accounts SET revoked_at = $1, authz_version = authz_version + 1 ",
+                "WHERE client_id = $2 AND organization_id = $3 AND revoked_at IS NULL RETURNING ", service_account_columns!()
+            ))
+                .bind(now_micros()).bind(client_id).bind(organization_id).fetch_optional(&mut *transaction).await?;
+            let answer = match revoked {
+                Some(account) => {
+                    let revocation = RevocationRow::subject(client_id, account.authz_version, revocation_expires_at);
+                    insert_revocation!(&mut *transaction, revocation).await?;
+                    Some((account, Some(revocation)))
+                }
+                None => {
+                    let existing: Option<ServiceAccountRow> = sqlx::query_as(concat!("SELECT ", service_account_columns!(), " FROM service_accounts WHERE client_id = $1 AND organization_id = $2"))
+                        .bind(client_id).bind(organization_id).fetch_optional(&mut *transaction).await?;
+                    existing.map(|account| (account, None))
+                }
+            };
+            transaction.commit().await?;
+            Ok::<_, sqlx::Error>(answer)
         })?)
     }
 
@@ -540,13 +843,4 @@ impl AuthStore {
                 .bind(organization_id).bind(kind).bind(created_at).bind(id).bind(i64::from(limit)).bind(unbounded).fetch_all(pool).await
         })?)
     }
-}
-
-/// Whether spending a refresh token requires that it is unspent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FirstUse {
-    /// A normal refresh: the token must be unspent.
-    Required,
-    /// A retry within the grace window: the token is already spent.
-    GraceRetry,
 }

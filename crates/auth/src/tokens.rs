@@ -1,17 +1,23 @@
-//! Minting access tokens and the session pairs handed out by every sign-in.
+//! Minting access tokens and the session pairs handed out by every sign-in,
+//! and sealing the pair a refresh token was exchanged for, so that a retry
+//! within the grace window gets the very same pair.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use jsonwebtoken::{Algorithm, Header};
-use metrix_core::authn::{AccessClaims, Role, Scope};
+use metrix_core::authn::{AccessClaims, Role, Scope, SignedClaims};
 use metrix_core::cache::Cache;
 use metrix_core::time::{duration_micros, now_micros, timestamp};
 use metrix_proto::auth::v1::TokenPair;
+use prost::Message as _;
+use sha2::{Digest as _, Sha256};
 
 use crate::error::AuthError;
 use crate::keys::KeyRing;
-use crate::secrets::{digest, random_token};
+use crate::secrets::{digest, random_bytes, random_token};
 use crate::store::{AuthStore, UserRow};
 
 /// The prefix of refresh tokens.
@@ -47,6 +53,8 @@ pub struct Subject<'a> {
     pub role: Role,
     pub session_id: Option<&'a str>,
     pub scopes: &'a [Scope],
+    /// The subject's authorization version, from the store.
+    pub authorization_version: i64,
 }
 
 impl TokenIssuer {
@@ -65,18 +73,21 @@ impl TokenIssuer {
         let key = self.keys.active().await?;
         let now_seconds = u64::try_from(now_micros() / 1_000_000).unwrap_or(0);
         let expires = now_seconds + self.policy.access_token_ttl.as_secs();
-        let claims = AccessClaims {
-            iss: self.policy.issuer.clone(),
-            aud: self.policy.audience.clone(),
-            sub: subject.subject.to_owned(),
-            org: subject.organization_id.to_owned(),
-            role: subject.role,
-            sid: subject.session_id.map(str::to_owned),
-            scope: Scope::join(subject.scopes),
-            iat: now_seconds,
-            nbf: now_seconds,
-            exp: expires,
-            jti: uuid::Uuid::now_v7().simple().to_string(),
+        let claims = SignedClaims {
+            claims: AccessClaims {
+                iss: self.policy.issuer.clone(),
+                aud: self.policy.audience.clone(),
+                sub: subject.subject.to_owned(),
+                org: subject.organization_id.to_owned(),
+                role: subject.role,
+                sid: subject.session_id.map(str::to_owned),
+                scope: Scope::join(subject.scopes),
+                iat: now_seconds,
+                nbf: now_seconds,
+                exp: expires,
+                jti: uuid::Uuid::now_v7().simple().to_string(),
+            },
+            ver: u64::try_from(subject.authorization_version).unwrap_or(0),
         };
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(key.key_id);
@@ -123,6 +134,7 @@ impl TokenIssuer {
                 role,
                 session_id: Some(family_id),
                 scopes: &[],
+                authorization_version: user.authz_version,
             })
             .await?;
         Ok(TokenPair {
@@ -164,4 +176,88 @@ impl TokenIssuer {
 
 fn session_key(family_id: &str) -> String {
     format!("auth:session:{family_id}")
+}
+
+const ANSWER_NONCE_LENGTH: usize = 24;
+
+/// The cipher that seals the answer to `refresh_token`: its key is derived
+/// from the token itself, which is stored only as a digest, so the sealed
+/// answer is useless to whoever reads the store without the token.
+fn answer_cipher(refresh_token: &str) -> XChaCha20Poly1305 {
+    let mut hasher = Sha256::new();
+    hasher.update(b"metrix refresh answer v1\0");
+    hasher.update(refresh_token.as_bytes());
+    XChaCha20Poly1305::new(chacha20poly1305::Key::from_slice(&hasher.finalize()))
+}
+
+/// `pair`, the answer to `refresh_token`, sealed for a retry of it:
+/// XChaCha20-Poly1305 under a key derived from the token, the token's
+/// digest as associated data; the nonce first.
+pub fn seal_answer(refresh_token: &str, pair: &TokenPair) -> Result<Vec<u8>, AuthError> {
+    let nonce = random_bytes::<ANSWER_NONCE_LENGTH>();
+    let plaintext = pair.encode_to_vec();
+    let associated = digest(refresh_token);
+    let ciphertext = answer_cipher(refresh_token)
+        .encrypt(
+            XNonce::from_slice(&nonce),
+            Payload {
+                msg: &plaintext,
+                aad: associated.as_bytes(),
+            },
+        )
+        .map_err(|_| AuthError::Crypto("sealing a refresh answer"))?;
+    let mut sealed = nonce.to_vec();
+    sealed.extend_from_slice(&ciphertext);
+    Ok(sealed)
+}
+
+/// The pair sealed for `refresh_token`, or `None` if `sealed` is not its.
+pub fn open_answer(refresh_token: &str, sealed: &[u8]) -> Option<TokenPair> {
+    if sealed.len() <= ANSWER_NONCE_LENGTH {
+        return None;
+    }
+    let (nonce, ciphertext) = sealed.split_at(ANSWER_NONCE_LENGTH);
+    let associated = digest(refresh_token);
+    let plaintext = answer_cipher(refresh_token)
+        .decrypt(
+            XNonce::from_slice(nonce),
+            Payload {
+                msg: ciphertext,
+                aad: associated.as_bytes(),
+            },
+        )
+        .ok()?;
+    TokenPair::decode(plaintext.as_slice()).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sealed_answer_opens_only_with_its_refresh_token() {
+        let pair = TokenPair {
+            access_token: "header.claims.signature".into(),
+            token_type: "Bearer".into(),
+            access_token_expire_time: Some(timestamp(1_000_000)),
+            refresh_token: "mxr_successor".into(),
+            refresh_token_expire_time: Some(timestamp(2_000_000)),
+        };
+        let sealed = seal_answer("mxr_spent", &pair).expect("seals");
+        assert_eq!(open_answer("mxr_spent", &sealed), Some(pair.clone()));
+        assert_eq!(open_answer("mxr_other", &sealed), None, "another token cannot open it");
+        assert!(
+            !sealed.windows(13).any(|window| window == b"mxr_successor"),
+            "the successor is not readable in the store"
+        );
+        let mut tampered = sealed.clone();
+        let last = tampered.len() - 1;
+        tampered[last] ^= 1;
+        assert_eq!(open_answer("mxr_spent", &tampered), None);
+        assert_ne!(
+            seal_answer("mxr_spent", &pair).expect("seals"),
+            sealed,
+            "a fresh nonce each time"
+        );
+    }
 }

@@ -6,10 +6,15 @@
 //! they need with [`principal`], [`Principal::require_role`] and friends, so
 //! public RPCs (sign-up, sign-in) simply do not ask, and a call that skips the
 //! gateway is checked exactly like one that passes through it.
+//!
+//! Tokens of closed sessions, superseded roles and deactivated accounts, and
+//! revoked API keys, are refused as soon as the auth service's revocation
+//! feed announces them ([`revocations`]), not when they expire.
 
 pub mod api_keys;
 pub mod claims;
 pub mod jwks;
+pub mod revocations;
 pub mod service_token;
 
 use std::sync::Arc;
@@ -20,8 +25,9 @@ use axum::response::{IntoResponse, Response};
 use tonic::{Code, Status};
 
 pub use self::api_keys::{ApiKeyVerifier, RemoteApiKeyVerifier};
-pub use self::claims::{AccessClaims, Role, Scope};
-pub use self::jwks::{JwksSource, RemoteJwks, TokenError, TokenVerifier};
+pub use self::claims::{AccessClaims, Role, Scope, SignedClaims};
+pub use self::jwks::{JwksSource, RemoteJwks, TokenError, TokenVerifier, Verified};
+pub use self::revocations::{Revocation, RevocationBatch, RevocationFeed, Revoked};
 pub use self::service_token::ServiceTokenSource;
 
 /// The metadata key of an API key.
@@ -131,12 +137,33 @@ pub enum Authentication {
     Refused(Status),
 }
 
+/// The subject of a genuine access token of an open session whose
+/// authorization changed since it was issued (a new role, a deactivated
+/// account, a rotated or revoked service account): its role and scopes are
+/// stale, so the request's [`Authentication`] refuses it (UNAUTHENTICATED:
+/// refresh the token). The middleware leaves it beside that refusal for the
+/// one service that authorizes from its own records, the auth service,
+/// which reads it through [`identity`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Superseded(pub Principal);
+
 /// The caller of a request, or UNAUTHENTICATED.
 pub fn principal<T>(request: &tonic::Request<T>) -> Result<&Principal, Status> {
     match request.extensions().get::<Authentication>() {
         Some(Authentication::Authenticated(principal)) => Ok(principal),
         Some(Authentication::Refused(status)) => Err(status.clone()),
         Some(Authentication::Anonymous) | None => Err(Status::unauthenticated("sign in first: no credentials")),
+    }
+}
+
+/// Who the caller is, even if their token's authorization was superseded
+/// ([`Superseded`]), or UNAUTHENTICATED. The role and scopes may be stale:
+/// only a handler that authorizes from the subject's current record (the
+/// auth service's store) may call this, and never for the role or scopes.
+pub fn identity<T>(request: &tonic::Request<T>) -> Result<&Principal, Status> {
+    match request.extensions().get::<Superseded>() {
+        Some(Superseded(principal)) => Ok(principal),
+        None => principal(request),
     }
 }
 
@@ -161,18 +188,37 @@ impl Authenticator {
 
     /// Verifies whatever credential `headers` carry.
     pub async fn authenticate(&self, headers: &http::HeaderMap) -> Authentication {
+        self.examine(headers).await.0
+    }
+
+    /// Verifies whatever credential `headers` carry; and for a superseded
+    /// token (refused), who its subject is.
+    async fn examine(&self, headers: &http::HeaderMap) -> (Authentication, Option<Superseded>) {
         if let Some(value) = headers.get(http::header::AUTHORIZATION) {
             let Some(token) = value.to_str().ok().and_then(bearer_token) else {
-                return Authentication::Refused(Status::unauthenticated("authorization must be `Bearer <token>`"));
+                let refusal = Status::unauthenticated("authorization must be `Bearer <token>`");
+                return (Authentication::Refused(refusal), None);
             };
-            return match self.tokens.verify(token).await {
-                Ok(claims) => match claims.principal() {
-                    Ok(principal) => Authentication::Authenticated(principal),
-                    Err(error) => Authentication::Refused(error.into()),
+            return match self.tokens.verify_token(token).await {
+                Ok(Verified::Current(claims)) => match claims.principal() {
+                    Ok(principal) => (Authentication::Authenticated(principal), None),
+                    Err(error) => (Authentication::Refused(error.into()), None),
                 },
-                Err(error) => Authentication::Refused(error.into()),
+                Ok(Verified::Superseded(claims)) => match claims.principal() {
+                    Ok(principal) => (
+                        Authentication::Refused(TokenError::Superseded.into()),
+                        Some(Superseded(principal)),
+                    ),
+                    Err(error) => (Authentication::Refused(error.into()), None),
+                },
+                Err(error) => (Authentication::Refused(error.into()), None),
             };
         }
+        (self.authenticate_api_key(headers).await, None)
+    }
+
+    /// Verifies the API key `headers` carry, if any.
+    async fn authenticate_api_key(&self, headers: &http::HeaderMap) -> Authentication {
         if let Some(value) = headers.get(API_KEY_HEADER) {
             let Some(verifier) = &self.api_keys else {
                 return Authentication::Refused(Status::unauthenticated("api keys are not accepted here"));
@@ -181,6 +227,14 @@ impl Authenticator {
                 return Authentication::Refused(Status::unauthenticated("invalid api key"));
             };
             return match verifier.verify(key.trim()).await {
+                // A verification cached before the key was revoked is not
+                // trusted once the revocation is heard.
+                Ok(Principal {
+                    credential: Credential::ApiKey { api_key_id },
+                    ..
+                }) if self.tokens.api_key_revoked(&api_key_id) => {
+                    Authentication::Refused(Status::unauthenticated("invalid api key"))
+                }
                 Ok(principal) => Authentication::Authenticated(principal),
                 Err(status) => Authentication::Refused(status),
             };
@@ -200,13 +254,16 @@ fn bearer_token(value: &str) -> Option<&str> {
 /// extensions. Unavailable key material is an UNAVAILABLE answer, not a
 /// refusal, so that clients retry instead of signing out.
 pub async fn authenticate(State(authenticator): State<Authenticator>, mut request: Request, next: Next) -> Response {
-    let authentication = authenticator.authenticate(request.headers()).await;
+    let (authentication, superseded) = authenticator.examine(request.headers()).await;
     if let Authentication::Refused(status) = &authentication
         && status.code() == Code::Unavailable
     {
         return status.clone().into_http::<axum::body::Body>().into_response();
     }
     request.extensions_mut().insert(authentication);
+    if let Some(superseded) = superseded {
+        request.extensions_mut().insert(superseded);
+    }
     next.run(request).await
 }
 
@@ -230,6 +287,29 @@ mod tests {
             scopes,
             credential,
         }
+    }
+
+    #[test]
+    fn a_superseded_token_is_an_identity_but_not_a_principal() {
+        let stale = principal(
+            Role::Admin,
+            Credential::AccessToken {
+                session_id: Some("x".into()),
+            },
+            vec![],
+        );
+        let mut request = tonic::Request::new(());
+        request
+            .extensions_mut()
+            .insert(Authentication::Refused(TokenError::Superseded.into()));
+        request.extensions_mut().insert(Superseded(stale.clone()));
+        let refused = super::principal(&request).expect_err("its role claim is stale");
+        assert_eq!(refused.code(), Code::Unauthenticated);
+        assert_eq!(identity(&request).expect("its subject is genuine"), &stale);
+
+        let mut anonymous = tonic::Request::new(());
+        anonymous.extensions_mut().insert(Authentication::Anonymous);
+        assert_eq!(identity(&anonymous).unwrap_err().code(), Code::Unauthenticated);
     }
 
     #[test]

@@ -227,6 +227,27 @@ pub fn assert_code<T: std::fmt::Debug>(result: Result<T, tonic::Status>, code: t
     }
 }
 
+/// Calls `attempt` every 10 ms until it answers `Some`, and returns that;
+/// panics naming `what` if it has not within `limit`. For effects that are
+/// promised within a bound (a revocation reaching every verifier).
+///
+/// # Panics
+/// When `limit` passes first.
+pub async fn eventually<T, F, Fut>(limit: std::time::Duration, what: &str, mut attempt: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(answer) = attempt().await {
+            return answer;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{what}: not within {limit:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
 /// The field names of a status's BadRequest violations.
 pub fn violated_fields(status: &tonic::Status) -> Vec<String> {
     use tonic_types::StatusExt as _;

@@ -6,13 +6,15 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use metrix_auth::{AuthServer, AuthSettings, AuthState};
+use metrix_core::authn::{RemoteJwks, TokenVerifier};
+use metrix_core::cache::Backends;
 use metrix_core::config::Settings;
 use metrix_core::server::Shutdown;
 use metrix_proto::auth::v1::auth_service_client::AuthServiceClient;
 use metrix_proto::auth::v1::{InviteUserRequest, Role, SignUpRequest, SignUpResponse, TokenPair};
 use tonic::transport::Channel;
 
-pub use metrix_core::testing::{assert_code, authorized, violated_fields};
+pub use metrix_core::testing::{assert_code, authorized, eventually, violated_fields};
 
 pub use metrix_core::testing::Backend;
 use metrix_core::testing::TestDatabase;
@@ -20,12 +22,14 @@ use metrix_core::testing::TestDatabase;
 /// A running auth service and a client for it.
 pub struct TestApp {
     /// Where the service listens.
-    #[allow(dead_code)]
     pub address: SocketAddr,
     pub client: AuthServiceClient<Channel>,
     pub state: Arc<AuthState>,
     shutdown: Shutdown,
-    _database: TestDatabase,
+    /// What another instance of the same deployment is started with.
+    environment: HashMap<String, String>,
+    backends: Backends,
+    database: Arc<TestDatabase>,
 }
 
 impl Drop for TestApp {
@@ -41,8 +45,18 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 
 /// The service with some settings overridden (`METRIX_…` names).
 pub async fn spawn_app_with(backend: Backend, overrides: &[(&str, &str)]) -> TestApp {
-    metrix_core::telemetry::init_test_logging();
     let (database, backends) = backend.storage().await;
+    spawn_app_on(database, backends, overrides).await
+}
+
+/// The service with `backend`'s storage but another pub/sub.
+pub async fn spawn_app_with_pubsub(backend: Backend, pubsub: Arc<dyn metrix_core::cache::PubSub>) -> TestApp {
+    let (database, backends) = backend.storage().await;
+    spawn_app_on(database, Backends { pubsub, ..backends }, &[]).await
+}
+
+async fn spawn_app_on(database: TestDatabase, backends: Backends, overrides: &[(&str, &str)]) -> TestApp {
+    metrix_core::telemetry::init_test_logging();
     let master_key = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>());
     let mut environment: HashMap<String, String> = HashMap::from([
         ("METRIX_AUTH__LISTEN_ADDR".into(), "127.0.0.1:0".into()),
@@ -53,9 +67,18 @@ pub async fn spawn_app_with(backend: Backend, overrides: &[(&str, &str)]) -> Tes
     for (name, value) in overrides {
         environment.insert((*name).to_owned(), (*value).to_owned());
     }
+    start_instance(environment, backends, Arc::new(database)).await
+}
+
+/// One instance of the service over `backends` and the database `environment` names.
+async fn start_instance(
+    environment: HashMap<String, String>,
+    backends: Backends,
+    database: Arc<TestDatabase>,
+) -> TestApp {
     let settings = AuthSettings::load(&Settings::new(&environment)).expect("test settings are valid");
     let shutdown = Shutdown::new();
-    let server = AuthServer::build(settings, backends, shutdown.clone())
+    let server = AuthServer::build(settings, backends.clone(), shutdown.clone())
         .await
         .expect("the auth service starts");
     let address = server.local_addr();
@@ -69,7 +92,9 @@ pub async fn spawn_app_with(backend: Backend, overrides: &[(&str, &str)]) -> Tes
         client,
         state,
         shutdown,
-        _database: database,
+        environment,
+        backends,
+        database,
     }
 }
 
@@ -82,6 +107,22 @@ pub fn unique_email() -> String {
 pub const PASSWORD: &str = "correct horse battery staple";
 
 impl TestApp {
+    /// A second instance of the same deployment: the same database, master
+    /// key, cache and pub/sub (Redis, or the in-process ones shared as
+    /// `metrix dev` shares them), on a port of its own.
+    pub async fn another_instance(&self) -> TestApp {
+        start_instance(self.environment.clone(), self.backends.clone(), self.database.clone()).await
+    }
+
+    /// A verifier as another service builds one: keys and revocations
+    /// from this instance over gRPC.
+    pub fn remote_verifier(&self) -> TokenVerifier {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", self.address))
+            .expect("a url")
+            .connect_lazy();
+        TokenVerifier::new(Arc::new(RemoteJwks::new(channel)), "metrix", "metrix")
+    }
+
     /// Signs up a new admin of a new organisation.
     pub async fn sign_up(&self, email: &str) -> SignUpResponse {
         self.client

@@ -7,5 +7,6 @@ mod helpers;
 mod admin;
 mod oauth;
 mod security;
+mod sessions;
 mod sign_up;
 mod tokens;

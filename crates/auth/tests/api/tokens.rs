@@ -1,13 +1,16 @@
+use std::time::Duration;
+
+use metrix_core::authn::TokenError;
 use metrix_proto::auth::v1::{
     AuditEventKind, GetCurrentUserRequest, GetJwksRequest, ListAuditEventsRequest, RefreshTokenRequest,
     RotateSigningKeysRequest, SignOutRequest, ValidateTokenRequest,
 };
 use tonic::Code;
 
-use crate::helpers::{Backend, assert_code, authorized, spawn_app, spawn_app_with};
+use crate::helpers::{Backend, assert_code, authorized, eventually, spawn_app, spawn_app_with};
 use metrix_core::both_backends;
 
-async fn refresh_rotates_and_a_retry_within_the_grace_window_succeeds(backend: Backend) {
+async fn refresh_rotates_and_a_retry_within_the_grace_window_gets_the_same_pair(backend: Backend) {
     let app = spawn_app(backend).await;
     let first = app.admin_tokens().await;
     let mut client = app.client.clone();
@@ -22,29 +25,63 @@ async fn refresh_rotates_and_a_retry_within_the_grace_window_succeeds(backend: B
         .expect("tokens");
     assert_ne!(second.refresh_token, first.refresh_token, "refresh tokens rotate");
     // A client that lost the answer retries with the same token: within the
-    // grace window it gets another pair and the session survives.
-    let retried = client
+    // grace window it gets the very same pair, not a second live branch.
+    for _ in 0..2 {
+        let retried = client
+            .refresh_token(RefreshTokenRequest {
+                refresh_token: first.refresh_token.clone(),
+            })
+            .await
+            .expect("retry within grace")
+            .into_inner()
+            .tokens
+            .expect("tokens");
+        assert_eq!(retried, second, "a retry is answered with the same pair");
+    }
+    let third = client
         .refresh_token(RefreshTokenRequest {
-            refresh_token: first.refresh_token,
+            refresh_token: second.refresh_token.clone(),
         })
         .await
-        .expect("retry within grace")
-        .into_inner();
-    let retried = retried.tokens.expect("tokens");
+        .expect("the successor works")
+        .into_inner()
+        .tokens
+        .expect("tokens");
     client
-        .refresh_token(RefreshTokenRequest {
-            refresh_token: second.refresh_token,
-        })
-        .await
-        .expect("the sibling still works");
-    client
-        .get_current_user(authorized(GetCurrentUserRequest {}, &retried.access_token))
+        .get_current_user(authorized(GetCurrentUserRequest {}, &third.access_token))
         .await
         .expect("new access token works");
+
+    // Once the successor was used, the first token coming back is no retry
+    // (the client that lost the answer never had the successor): the
+    // session ends, its access tokens with it.
+    let replay = assert_code(
+        client
+            .refresh_token(RefreshTokenRequest {
+                refresh_token: first.refresh_token,
+            })
+            .await,
+        Code::Unauthenticated,
+    );
+    assert!(replay.message().contains("reused"), "{replay:?}");
+    assert_code(
+        client
+            .get_current_user(authorized(GetCurrentUserRequest {}, &third.access_token))
+            .await,
+        Code::Unauthenticated,
+    );
+    assert_code(
+        client
+            .refresh_token(RefreshTokenRequest {
+                refresh_token: third.refresh_token,
+            })
+            .await,
+        Code::Unauthenticated,
+    );
 }
 
 async fn a_replay_after_the_grace_window_revokes_the_whole_family(backend: Backend) {
-    let app = spawn_app_with(backend, &[("METRIX_AUTH__REFRESH_REUSE_GRACE_SECONDS", "0")]).await;
+    let app = spawn_app_with(backend, &[("METRIX_AUTH__REFRESH_REUSE_GRACE_SECONDS", "1")]).await;
     let signed_up = app.sign_up(&crate::helpers::unique_email()).await;
     let first = signed_up.tokens.clone().expect("tokens");
     let mut client = app.client.clone();
@@ -57,7 +94,13 @@ async fn a_replay_after_the_grace_window_revokes_the_whole_family(backend: Backe
         .into_inner()
         .tokens
         .expect("tokens");
-    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    // Another service verifies the session's access token meanwhile.
+    let elsewhere = app.remote_verifier();
+    elsewhere
+        .verify(&second.access_token)
+        .await
+        .expect("valid elsewhere before the replay");
+    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
     let replay = assert_code(
         client
             .refresh_token(RefreshTokenRequest {
@@ -76,7 +119,7 @@ async fn a_replay_after_the_grace_window_revokes_the_whole_family(backend: Backe
             .await,
         Code::Unauthenticated,
     );
-    // …the session's access tokens stop validating…
+    // …the session's access tokens are refused at once here…
     assert_code(
         client
             .validate_token(ValidateTokenRequest {
@@ -85,6 +128,20 @@ async fn a_replay_after_the_grace_window_revokes_the_whole_family(backend: Backe
             .await,
         Code::Unauthenticated,
     );
+    assert_code(
+        client
+            .get_current_user(authorized(GetCurrentUserRequest {}, &second.access_token))
+            .await,
+        Code::Unauthenticated,
+    );
+    // …and within two seconds by every other verifier…
+    let refused = eventually(
+        Duration::from_secs(2),
+        "the reused session refused elsewhere",
+        || async { elsewhere.verify(&second.access_token).await.err() },
+    )
+    .await;
+    assert_eq!(refused, TokenError::SessionRevoked);
     // …and the reuse is in the audit trail.
     let admin = app
         .sign_in(&signed_up.user.as_ref().expect("user").email)
@@ -219,7 +276,7 @@ async fn rotation_keeps_earlier_tokens_valid_and_publishes_three_keys(backend: B
 }
 
 both_backends!(
-    refresh_rotates_and_a_retry_within_the_grace_window_succeeds,
+    refresh_rotates_and_a_retry_within_the_grace_window_gets_the_same_pair,
     a_replay_after_the_grace_window_revokes_the_whole_family,
     sign_out_ends_the_session,
     rotation_keeps_earlier_tokens_valid_and_publishes_three_keys,
@@ -230,8 +287,8 @@ mod concurrency {
 
     use crate::helpers::{Backend, spawn_app};
 
-    /// Two tabs refreshing the same token at once both get a pair and the
-    /// session survives.
+    /// Two tabs refreshing the same token at once both get the same pair
+    /// and the session survives.
     async fn concurrent_refreshes_of_one_token_do_not_revoke_the_session(backend: Backend) {
         let app = spawn_app(backend).await;
         let tokens = app.admin_tokens().await;
@@ -245,19 +302,14 @@ mod concurrency {
         );
         let first = first.expect("first tab").into_inner().tokens.expect("tokens");
         let second = second.expect("second tab").into_inner().tokens.expect("tokens");
-        let mut client = app.client.clone();
-        client
+        assert_eq!(first, second, "one successor, never two live branches");
+        app.client
+            .clone()
             .refresh_token(RefreshTokenRequest {
                 refresh_token: first.refresh_token,
             })
             .await
-            .expect("first successor");
-        client
-            .refresh_token(RefreshTokenRequest {
-                refresh_token: second.refresh_token,
-            })
-            .await
-            .expect("second successor");
+            .expect("the successor works");
     }
 
     metrix_core::both_backends!(concurrent_refreshes_of_one_token_do_not_revoke_the_session);

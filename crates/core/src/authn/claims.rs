@@ -172,6 +172,22 @@ pub struct AccessClaims {
     pub jti: String,
 }
 
+/// The claims as signed: [`AccessClaims`] and the subject's authorization
+/// version. Only the issuer and the revocation check deal in the version, so
+/// it stays out of the claims every handler reads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedClaims {
+    /// The claims handlers see.
+    #[serde(flatten)]
+    pub claims: AccessClaims,
+    /// The subject's authorization version when the token was issued
+    /// (`ver`); the auth service raises it whenever the subject's role or
+    /// standing changes, and verifiers refuse tokens below the current one.
+    /// Tokens issued before versions existed carry none, which reads as 0.
+    #[serde(default)]
+    pub ver: u64,
+}
+
 impl AccessClaims {
     /// The principal these claims describe.
     pub fn principal(&self) -> Result<Principal, TokenError> {
@@ -203,6 +219,33 @@ mod tests {
         );
         assert!(Scope::parse_list("admin").is_err());
         assert_eq!(Scope::join(&[Scope::EventsWrite, Scope::Read]), "events:write read");
+    }
+
+    #[test]
+    fn the_version_travels_beside_the_claims_and_defaults_to_zero() {
+        let claims = AccessClaims {
+            iss: "metrix".into(),
+            aud: "metrix".into(),
+            sub: "user-1".into(),
+            org: "org-1".into(),
+            role: Role::Admin,
+            sid: Some("session-1".into()),
+            scope: String::new(),
+            iat: 1,
+            nbf: 1,
+            exp: 2,
+            jti: "j".into(),
+        };
+        let signed = SignedClaims {
+            claims: claims.clone(),
+            ver: 4,
+        };
+        let json = serde_json::to_value(&signed).expect("serialises");
+        assert_eq!(json["ver"], 4);
+        assert_eq!(json["sid"], "session-1", "flat, as one JWT payload");
+        let without_version = serde_json::to_string(&claims).expect("serialises");
+        let read: SignedClaims = serde_json::from_str(&without_version).expect("deserialises");
+        assert_eq!(read, SignedClaims { claims, ver: 0 });
     }
 
     #[test]

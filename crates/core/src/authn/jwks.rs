@@ -7,6 +7,10 @@
 //! remembered answer holds only while the token's key is still in the
 //! current key set, so a key withdrawn from the set stops its tokens at the
 //! next key refresh, exactly as without the memory.
+//!
+//! Every token, remembered or not, is then checked against the revocations
+//! the key set's issuer publishes ([`super::revocations`]): a closed session
+//! or a superseded authorization version is refused long before `exp`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,13 +21,16 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use metrix_proto::auth::v1::auth_service_client::AuthServiceClient;
-use metrix_proto::auth::v1::{GetJwksRequest, JsonWebKey};
+use metrix_proto::auth::v1::{GetJwksRequest, JsonWebKey, WatchRevocationsRequest};
 use sha2::{Digest as _, Sha256};
 use tokio::sync::{Mutex, RwLock};
 use tonic::Status;
 use tonic::transport::Channel;
 
-use super::AccessClaims;
+use super::revocations::{
+    Revocation, RevocationBatch, RevocationFeed, RevocationList, TokenIdentity, id_digest, unix_now,
+};
+use super::{AccessClaims, SignedClaims};
 
 /// A token naming an unknown key triggers a refresh at most this often, so
 /// forged `kid`s cannot turn every request into a key fetch.
@@ -71,22 +78,44 @@ pub enum TokenError {
     /// The key set could not be fetched.
     #[error("signing keys unavailable")]
     KeysUnavailable,
+    /// The token's session was closed (signed out, revoked, or its refresh
+    /// token reused).
+    #[error("the session was signed out or revoked: sign in again")]
+    SessionRevoked,
+    /// The subject's authorization changed since the token was issued (a new
+    /// role, a deactivated account, a rotated or revoked service account).
+    #[error("the token was superseded by a change of role or account: refresh it or sign in again")]
+    Superseded,
+    /// The revocations are not known (the feed has not answered yet, or has
+    /// been silent for too long).
+    #[error("token revocations unavailable")]
+    RevocationsUnavailable,
 }
 
 impl From<TokenError> for Status {
     fn from(error: TokenError) -> Self {
         match error {
             TokenError::KeysUnavailable => Status::unavailable("signing keys unavailable, retry later"),
+            TokenError::RevocationsUnavailable => Status::unavailable("token revocations unavailable, retry later"),
             other => Status::unauthenticated(other.to_string()),
         }
     }
 }
 
-/// Where the key set comes from.
+/// Where the key set comes from, and the revocations of its issuer.
 #[async_trait]
 pub trait JwksSource: Send + Sync + 'static {
     /// The published keys.
     async fn fetch(&self) -> Result<Vec<JsonWebKey>, Status>;
+
+    /// The issuer's revocation feed (see [`super::revocations`]): `Ok(None)`
+    /// when the issuer never revokes (a fixed key set in a test or a
+    /// benchmark), an error when the feed cannot be opened now (it is
+    /// opened again shortly; UNIMPLEMENTED means the issuer publishes none
+    /// yet). A source of real tokens must answer with a feed.
+    async fn revocations(&self) -> Result<Option<RevocationFeed>, Status> {
+        Ok(None)
+    }
 }
 
 /// The key set of a remote auth service, over gRPC.
@@ -109,6 +138,17 @@ impl JwksSource for RemoteJwks {
         let mut client = self.client.clone();
         Ok(client.get_jwks(GetJwksRequest {}).await?.into_inner().keys)
     }
+
+    async fn revocations(&self) -> Result<Option<RevocationFeed>, Status> {
+        use futures::StreamExt as _;
+        let mut client = self.client.clone();
+        let stream = client.watch_revocations(WatchRevocationsRequest {}).await?.into_inner();
+        Ok(Some(
+            stream
+                .map(|message| message.map(|message| RevocationBatch::from_proto(&message)))
+                .boxed(),
+        ))
+    }
 }
 
 struct KeySet {
@@ -123,9 +163,23 @@ struct Attempt {
     succeeded: bool,
 }
 
-/// A token that verified: its claims and the key that signed it.
+/// A genuine token of an open session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verified {
+    /// Its authorization version is current: its claims hold.
+    Current(AccessClaims),
+    /// Its subject's authorization changed since it was issued (a new role,
+    /// a deactivated account, a rotated or revoked service account): its
+    /// subject and session are genuine, its role and scopes stale.
+    Superseded(AccessClaims),
+}
+
+/// A token that verified: its claims, what the revocation check needs and
+/// the key that signed it.
+#[derive(Clone)]
 struct Remembered {
     claims: AccessClaims,
+    identity: TokenIdentity,
     kid: String,
 }
 
@@ -136,6 +190,7 @@ pub struct TokenVerifier {
     keys: RwLock<KeySet>,
     last_attempt: Mutex<Option<Attempt>>,
     remembered: std::sync::Mutex<HashMap<[u8; 32], Remembered>>,
+    revocations: Arc<RevocationList>,
 }
 
 impl TokenVerifier {
@@ -156,33 +211,73 @@ impl TokenVerifier {
             }),
             last_attempt: Mutex::new(None),
             remembered: std::sync::Mutex::new(HashMap::new()),
+            revocations: Arc::new(RevocationList::new()),
         }
     }
 
-    /// The claims of `token` if it is valid now.
+    /// The claims of `token` if it is valid now, its session open and its
+    /// authorization version current.
     pub async fn verify(&self, token: &str) -> Result<AccessClaims, TokenError> {
-        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        if let Some((claims, kid)) = self.remembered(&digest)
-            && self.cached_key(&kid, MAX_KEY_AGE).await.is_some()
-        {
-            return Ok(claims);
+        match self.verify_token(token).await? {
+            Verified::Current(claims) => Ok(claims),
+            Verified::Superseded(_) => Err(TokenError::Superseded),
         }
-        let (claims, kid) = self.verify_signed(token).await?;
-        self.remember(digest, &claims, kid);
-        Ok(claims)
     }
 
-    /// The remembered claims of a token and its key id, if it has not expired.
-    fn remembered(&self, digest: &[u8; 32]) -> Option<(AccessClaims, String)> {
+    /// The claims of `token` if it is valid now and its session open, and
+    /// whether its authorization version is still current.
+    pub async fn verify_token(&self, token: &str) -> Result<Verified, TokenError> {
+        self.revocations.start(&self.source);
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let remembered = match self.remembered(&digest) {
+            Some(remembered) if self.cached_key(&remembered.kid, MAX_KEY_AGE).await.is_some() => remembered,
+            _ => {
+                let (signed, kid) = self.verify_signed(token).await?;
+                let remembered = Remembered {
+                    identity: TokenIdentity {
+                        session: signed.claims.sid.as_deref().map(id_digest),
+                        subject: id_digest(&signed.claims.sub),
+                        version: signed.ver,
+                    },
+                    claims: signed.claims,
+                    kid,
+                };
+                self.remember(digest, remembered.clone());
+                remembered
+            }
+        };
+        self.revocations.ready().await?;
+        match self.revocations.check(&remembered.identity) {
+            Ok(()) => Ok(Verified::Current(remembered.claims)),
+            Err(TokenError::Superseded) => Ok(Verified::Superseded(remembered.claims)),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Applies revocations at once, before any feed brings them (the auth
+    /// service does, for those it has just made).
+    pub fn apply_revocations(&self, revocations: &[Revocation]) {
+        self.revocations.apply_local(revocations);
+    }
+
+    /// Whether the API key `api_key_id` is known to be revoked (a cached
+    /// verification of it must then not be trusted).
+    pub fn api_key_revoked(&self, api_key_id: &str) -> bool {
+        self.revocations.start(&self.source);
+        self.revocations.api_key_revoked(api_key_id)
+    }
+
+    /// The remembered verification of a token, if it has not expired.
+    fn remembered(&self, digest: &[u8; 32]) -> Option<Remembered> {
         let remembered = self
             .remembered
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let entry = remembered.get(digest)?;
-        (entry.claims.exp > unix_now()).then(|| (entry.claims.clone(), entry.kid.clone()))
+        (entry.claims.exp > unix_now()).then(|| entry.clone())
     }
 
-    fn remember(&self, digest: [u8; 32], claims: &AccessClaims, kid: String) {
+    fn remember(&self, digest: [u8; 32], entry: Remembered) {
         let mut remembered = self
             .remembered
             .lock()
@@ -194,17 +289,11 @@ impl TokenVerifier {
                 remembered.clear();
             }
         }
-        remembered.insert(
-            digest,
-            Remembered {
-                claims: claims.clone(),
-                kid,
-            },
-        );
+        remembered.insert(digest, entry);
     }
 
     /// Checks the signature and claims of `token`; its claims and key id.
-    async fn verify_signed(&self, token: &str) -> Result<(AccessClaims, String), TokenError> {
+    async fn verify_signed(&self, token: &str) -> Result<(SignedClaims, String), TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
         if header.alg != Algorithm::EdDSA {
             return Err(TokenError::Algorithm);
@@ -224,7 +313,7 @@ impl TokenVerifier {
                 }
             }
         };
-        let data = jsonwebtoken::decode::<AccessClaims>(token, &key, &self.validation).map_err(classify)?;
+        let data = jsonwebtoken::decode::<SignedClaims>(token, &key, &self.validation).map_err(classify)?;
         Ok((data.claims, kid))
     }
 
@@ -302,13 +391,6 @@ impl TokenVerifier {
     }
 }
 
-/// Now, in Unix seconds.
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_secs())
-}
-
 /// The verification key of an Ed25519 JWK, checked before use.
 pub fn decoding_key(jwk: &JsonWebKey) -> Result<DecodingKey, &'static str> {
     if jwk.kty != "OKP" || jwk.crv != "Ed25519" {
@@ -350,6 +432,7 @@ mod tests {
 
     use super::*;
     use crate::authn::Role;
+    use crate::authn::revocations::Revoked;
 
     /// A key set that counts its fetches and can be changed.
     struct CountingSource {
@@ -517,6 +600,189 @@ mod tests {
             verifier.verify(&token("k1", &key)).await.is_ok(),
             "a stale key still verifies during an outage"
         );
+    }
+
+    /// A key set whose issuer revokes: the feed opens with the revocations
+    /// in force, then forwards each new one; it can also refuse to open.
+    struct RevokingSource {
+        key: JsonWebKey,
+        in_force: std::sync::Mutex<Vec<Revocation>>,
+        live: tokio::sync::broadcast::Sender<Revocation>,
+        down: std::sync::atomic::AtomicBool,
+    }
+
+    impl RevokingSource {
+        fn new(key: &SigningKey) -> Arc<Self> {
+            Arc::new(Self {
+                key: jwk("k1", key),
+                in_force: std::sync::Mutex::new(Vec::new()),
+                live: tokio::sync::broadcast::channel(16).0,
+                down: std::sync::atomic::AtomicBool::new(false),
+            })
+        }
+
+        fn revoke(&self, revocation: Revocation) {
+            self.in_force.lock().expect("lock").push(revocation);
+            let _ = self.live.send(revocation);
+        }
+    }
+
+    #[async_trait]
+    impl JwksSource for RevokingSource {
+        async fn fetch(&self) -> Result<Vec<JsonWebKey>, Status> {
+            Ok(vec![self.key.clone()])
+        }
+
+        async fn revocations(&self) -> Result<Option<RevocationFeed>, Status> {
+            use futures::StreamExt as _;
+            if self.down.load(Ordering::SeqCst) {
+                return Err(Status::unavailable("auth is down"));
+            }
+            let live = tokio_stream::wrappers::BroadcastStream::new(self.live.subscribe()).filter_map(
+                |revocation| async move {
+                    revocation.ok().map(|revocation| {
+                        Ok(RevocationBatch {
+                            revocations: vec![revocation],
+                            complete: false,
+                        })
+                    })
+                },
+            );
+            let snapshot = RevocationBatch {
+                revocations: self.in_force.lock().expect("lock").clone(),
+                complete: true,
+            };
+            Ok(Some(futures::stream::iter([Ok(snapshot)]).chain(live).boxed()))
+        }
+    }
+
+    fn versioned_token(key: &SigningKey, subject: &str, session: &str, ver: u64) -> String {
+        let now = jsonwebtoken::get_current_timestamp();
+        let claims = SignedClaims {
+            claims: AccessClaims {
+                iss: "metrix".into(),
+                aud: "metrix".into(),
+                sub: subject.into(),
+                org: "org-1".into(),
+                role: Role::Admin,
+                sid: Some(session.into()),
+                scope: String::new(),
+                iat: now,
+                nbf: now,
+                exp: now + 600,
+                jti: uuid::Uuid::new_v4().to_string(),
+            },
+            ver,
+        };
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some("k1".into());
+        let der = key.to_pkcs8_der().expect("encodes");
+        jsonwebtoken::encode(&header, &claims, &EncodingKey::from_ed_der(der.as_bytes())).expect("signs")
+    }
+
+    fn in_ten_minutes() -> u64 {
+        unix_now() + 600
+    }
+
+    /// Polls `verify` until it fails, for at most two seconds.
+    async fn refused_within_two_seconds(verifier: &TokenVerifier, token: &str) -> TokenError {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            match verifier.verify(token).await {
+                Err(error) => return error,
+                Ok(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(10)).await,
+                Ok(_) => panic!("still accepted two seconds after its revocation"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_remembered_token_is_refused_once_its_session_is_revoked() {
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let source = RevokingSource::new(&key);
+        let verifier = TokenVerifier::new(source.clone(), "metrix", "metrix");
+        let token = versioned_token(&key, "user-1", "session-1", 0);
+        let other = versioned_token(&key, "user-1", "session-2", 0);
+        assert!(verifier.verify(&token).await.is_ok());
+        assert!(verifier.verify(&token).await.is_ok(), "remembered");
+
+        source.revoke(Revocation {
+            revoked: Revoked::Session(id_digest("session-1")),
+            expires_at: in_ten_minutes(),
+        });
+        assert_eq!(
+            refused_within_two_seconds(&verifier, &token).await,
+            TokenError::SessionRevoked
+        );
+        assert!(verifier.verify(&other).await.is_ok(), "other sessions go on");
+    }
+
+    #[tokio::test]
+    async fn a_superseded_version_is_refused_and_the_new_one_accepted() {
+        let key = SigningKey::from_bytes(&[8; 32]);
+        let source = RevokingSource::new(&key);
+        let verifier = TokenVerifier::new(source.clone(), "metrix", "metrix");
+        let before = versioned_token(&key, "admin-1", "session-1", 2);
+        assert!(verifier.verify(&before).await.is_ok());
+        source.revoke(Revocation {
+            revoked: Revoked::Subject {
+                subject: id_digest("admin-1"),
+                min_version: 3,
+            },
+            expires_at: in_ten_minutes(),
+        });
+        assert_eq!(
+            refused_within_two_seconds(&verifier, &before).await,
+            TokenError::Superseded
+        );
+        let after = versioned_token(&key, "admin-1", "session-1", 3);
+        assert!(verifier.verify(&after).await.is_ok());
+        assert_eq!(
+            Status::from(verifier.verify(&before).await.expect_err("superseded")).code(),
+            tonic::Code::Unauthenticated
+        );
+    }
+
+    #[tokio::test]
+    async fn a_verifier_started_after_a_revocation_knows_it_before_its_first_answer() {
+        let key = SigningKey::from_bytes(&[9; 32]);
+        let source = RevokingSource::new(&key);
+        source.revoke(Revocation {
+            revoked: Revoked::Session(id_digest("session-1")),
+            expires_at: in_ten_minutes(),
+        });
+        source.revoke(Revocation {
+            revoked: Revoked::ApiKey(id_digest("key-1")),
+            expires_at: in_ten_minutes(),
+        });
+        let fresh = TokenVerifier::new(source.clone(), "metrix", "metrix");
+        assert_eq!(
+            fresh
+                .verify(&versioned_token(&key, "user-1", "session-1", 0))
+                .await
+                .expect_err("revoked before this verifier started"),
+            TokenError::SessionRevoked
+        );
+        assert!(fresh.api_key_revoked("key-1"));
+        assert!(!fresh.api_key_revoked("key-2"));
+    }
+
+    #[tokio::test]
+    async fn without_its_first_snapshot_a_verifier_answers_unavailable_not_yes() {
+        let key = SigningKey::from_bytes(&[10; 32]);
+        let source = RevokingSource::new(&key);
+        source.down.store(true, Ordering::SeqCst);
+        let verifier = TokenVerifier::new(source.clone(), "metrix", "metrix");
+        let token = versioned_token(&key, "user-1", "session-1", 0);
+        let error = verifier.verify(&token).await.expect_err("no revocations known");
+        assert_eq!(error, TokenError::RevocationsUnavailable);
+        assert_eq!(Status::from(error).code(), tonic::Code::Unavailable);
+        source.down.store(false, Ordering::SeqCst);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while verifier.verify(&token).await.is_err() {
+            assert!(Instant::now() < deadline, "the feed was not opened again");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     #[test]
