@@ -56,7 +56,10 @@ impl Throttle {
         let Some(ip) = ip else { return Ok(()) };
         match self
             .limiter
-            .check(&format!("auth:{purpose}:ip:{}", client_network(ip)), self.per_ip)
+            .check(
+                &format!("auth:{purpose}:ip:{}", metrix_core::client::rate_limit_unit(ip)),
+                self.per_ip,
+            )
             .await?
         {
             RateDecision::Allowed => Ok(()),
@@ -123,21 +126,6 @@ impl Throttle {
     }
 }
 
-/// The unit a client address is limited by: the address for IPv4, its /64
-/// for IPv6 (one subscriber commonly holds a whole /64).
-fn client_network(ip: IpAddr) -> String {
-    match ip {
-        IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) => {
-            let segments = v6.segments();
-            format!(
-                "{:x}:{:x}:{:x}:{:x}::/64",
-                segments[0], segments[1], segments[2], segments[3]
-            )
-        }
-    }
-}
-
 fn failure_key(email: &Email) -> String {
     format!("auth:sign-in:failures:{}", digest(email.as_str()))
 }
@@ -192,8 +180,14 @@ mod tests {
     fn ipv6_clients_are_limited_per_slash_64() {
         let first: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
         let second: IpAddr = "2001:db8:1:2:bbbb::2".parse().unwrap();
-        assert_eq!(client_network(first), client_network(second));
-        assert_eq!(client_network("203.0.113.7".parse().unwrap()), "203.0.113.7");
+        assert_eq!(
+            metrix_core::client::rate_limit_unit(first),
+            metrix_core::client::rate_limit_unit(second)
+        );
+        assert_eq!(
+            metrix_core::client::rate_limit_unit("203.0.113.7".parse().unwrap()),
+            "203.0.113.7"
+        );
     }
 
     #[tokio::test]
