@@ -202,7 +202,9 @@ impl AuthServer {
         let definition = ServiceDefinition {
             name: "auth",
             grpc_services: vec![SERVICE_NAME],
-            routes: tonic::service::Routes::new(AuthServiceServer::new(api)),
+            routes: tonic::service::Routes::new(
+                AuthServiceServer::new(api).max_decoding_message_size(metrix_core::server::MAX_MESSAGE_BYTES),
+            ),
             authenticator,
             shutdown_grace: settings.common.shutdown_grace,
             drain_delay: settings.common.drain_delay,
