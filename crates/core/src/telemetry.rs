@@ -85,4 +85,24 @@ fn describe_metrics() {
         "metrix_gateway_request_duration_seconds",
         "time the gateway took to answer a request, by route and protocol"
     );
+    metrics::describe_gauge!(
+        "metrix_ingest_queue_depth",
+        "entries of the ingestion queue waiting or in flight"
+    );
+    metrics::describe_gauge!(
+        "metrix_ingest_queue_lag_seconds",
+        "age of the oldest entry of the ingestion queue waiting or in flight"
+    );
+    metrics::describe_gauge!(
+        "metrix_ingest_dead_letters",
+        "entries in the ingestion queue's dead letters"
+    );
+    metrics::describe_counter!(
+        "metrix_ingest_dead_lettered_total",
+        "ingestion entries this instance moved to the dead letters"
+    );
+    metrics::describe_counter!(
+        "metrix_ingest_queue_refused_total",
+        "queued ingestion calls refused because the queue was full"
+    );
 }

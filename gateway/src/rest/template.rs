@@ -285,6 +285,10 @@ pub fn percent_decode(text: &str) -> Option<String> {
     while index < bytes.len() {
         if bytes[index] == b'%' {
             let hex = text.get(index + 1..index + 3)?;
+            // Exactly two hex digits: `from_str_radix` alone would take `+9`.
+            if !hex.bytes().all(|byte| byte.is_ascii_hexdigit()) {
+                return None;
+            }
             decoded.push(u8::from_str_radix(hex, 16).ok()?);
             index += 3;
         } else {
