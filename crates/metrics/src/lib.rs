@@ -82,12 +82,18 @@ pub async fn connect_and_migrate(database_url: &SecretString) -> Result<Database
     Ok(database)
 }
 
-/// Builds the shared state of the handlers.
-pub fn build_state(settings: &MetricsSettings, database: Database, backends: &Backends) -> Arc<MetricsState> {
-    let work_streams = backends
+/// The durable queue of the asynchronous ingestion path: Redis Streams when
+/// Redis is configured, else the work-stream table of `database`.
+pub fn ingestion_queue(backends: &Backends, database: &Database) -> Arc<dyn metrix_core::cache::WorkStream> {
+    backends
         .work_streams
         .clone()
-        .unwrap_or_else(|| Arc::new(metrix_core::storage::work_stream::SqlWorkStream::new(database.clone())));
+        .unwrap_or_else(|| Arc::new(metrix_core::storage::work_stream::SqlWorkStream::new(database.clone())))
+}
+
+/// Builds the shared state of the handlers.
+pub fn build_state(settings: &MetricsSettings, database: Database, backends: &Backends) -> Arc<MetricsState> {
+    let work_streams = ingestion_queue(backends, &database);
     Arc::new(MetricsState {
         store: MetricsStore::new(database),
         peer_key_secret: settings.peer_key_secret.clone(),

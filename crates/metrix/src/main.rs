@@ -198,9 +198,7 @@ async fn list_dead_letters(environment: &dyn EnvironmentSource, limit: usize) ->
     let backends = Backends::connect(common.redis_url.as_ref(), &common.redis_key_prefix)
         .await
         .context("connecting to redis")?;
-    let work_streams = backends
-        .work_streams
-        .unwrap_or_else(|| std::sync::Arc::new(metrix_core::storage::work_stream::SqlWorkStream::new(database)));
+    let work_streams = metrix_metrics::ingestion_queue(&backends, &database);
     let letters = metrix_metrics::ingest::dead_letters(work_streams.as_ref(), limit)
         .await
         .map_err(|error| anyhow::anyhow!(metrix_core::error::error_chain(&error)))
