@@ -244,14 +244,12 @@ async fn attacks_recover_nothing_within_ten_percent(backend: Backend) {
     let estimate = total(&band) - total(&climate);
     assert!(error_of(estimate) >= 0.10, "differencing gave {estimate}");
 
-    // 5. Two periods: the victim reports in Q2 only, six accomplices in Q2
-    //    and Q3 with the same values; Q2 minus Q3 leaves the victim.
+    // 5. Two periods: the victim reports in Q2 only, seven accomplices in Q2
+    //    and Q3 with the same values; Q2 minus Q3 leaves the victim. Seven,
+    //    as in the climate sector: with six, the noise makes two of them
+    //    outliers in about 2 % of runs, which unpublishes Q3.
     company(&http, &gateway, &victim, "cybersecurity", SMALL_ARR, SECRET).await;
-    for (token, ndr) in accomplices
-        .iter()
-        .take(6)
-        .zip([98.0, 103.0, 107.0, 111.0, 117.0, 122.0])
-    {
+    for (token, ndr) in accomplices.iter().zip([98.0, 103.0, 107.0, 111.0, 117.0, 122.0, 126.0]) {
         let company_id = company(&http, &gateway, token, "cybersecurity", SMALL_ARR, ndr).await;
         record(&http, &gateway, token, &company_id, "2026-Q3", SMALL_ARR, ndr).await;
     }
