@@ -1031,22 +1031,6 @@ fn names_something_sent(field: &str, sent: &[String]) -> bool {
     })
 }
 
-/// Known bug (`docs/security.md`, "Fuzzing"): an empty key — `{"": 1}` in
-/// the body or `?=1` in the query — is refused under the empty field name.
-/// Such refusals are let through here and pinned by
-/// [`known_bug_an_empty_key_is_refused_under_an_empty_name`].
-fn sent_an_empty_key(case: &HostileCase) -> bool {
-    let body = String::from_utf8_lossy(&case.body);
-    body.contains("\"\":")
-        || case
-            .query
-            .as_deref()
-            .map(query_keys)
-            .unwrap_or_default()
-            .iter()
-            .any(String::is_empty)
-}
-
 fn check_refusal(
     contracts: &Contracts,
     route: &Route,
@@ -1057,13 +1041,10 @@ fn check_refusal(
     let sent = sent_names(route, case);
     for violation in violations {
         prop_assert!(!violation.description.is_empty(), "{violation:?}");
-        if violation.field.is_empty() {
-            prop_assert!(
-                sent_an_empty_key(case),
-                "a violation without a field name: {violation:?}"
-            );
-            continue;
-        }
+        prop_assert!(
+            !violation.field.is_empty(),
+            "a violation without a field name: {violation:?}"
+        );
         prop_assert!(
             names_something_sent(&violation.field, &sent),
             "{violation:?} names nothing the request sent ({sent:?})"
@@ -1328,34 +1309,52 @@ fn transcode(method: Method, path: &str, query: Option<&str>, body: &str) -> Res
     request_message(route, &bindings, query, body.as_bytes()).map(|message| message_json(&message))
 }
 
-/// Pins today's behaviour of a known bug: a key given twice under the same
-/// name is not refused, the last one wins (serde_json's `Value` keeps the
-/// last). The proto3 JSON conformance suite requires a refusal
-/// (`FieldNameDuplicate`), and the gateway already refuses a field given
-/// under both its names. When the fix proposed in `docs/security.md` lands,
-/// this fails: turn it into an assertion of the refusal.
+/// A key given twice in one object is refused, named by its path, as the
+/// proto3 JSON conformance suite requires (`FieldNameDuplicate`): JSON
+/// parsers disagree on which of the two wins, so the gateway picks neither.
 #[test]
-fn known_bug_a_key_given_twice_is_not_refused() {
-    let json = transcode(
+fn a_key_given_twice_is_refused_by_its_path() {
+    let violations = transcode(
         Method::POST,
         "/v1/auth:signIn",
         None,
         r#"{"email":"ada@example.com","password":"p","email":"eve@example.com"}"#,
     )
-    .expect("accepted today");
-    assert_eq!(json["email"], "eve@example.com");
+    .expect_err("refused");
+    assert_eq!(violations.len(), 1);
+    assert_eq!(violations[0].field, "email");
+    assert!(violations[0].description.contains("more than once"), "{violations:?}");
+    // Inside a body that is one field of the request, and inside an array.
+    let violations = transcode(Method::POST, "/v1/companies", None, r#"{"name":"A","name":"B"}"#).expect_err("refused");
+    assert_eq!(violations[0].field, "company.name");
+    let violations = transcode(
+        Method::POST,
+        "/v1/kpis",
+        None,
+        r#"{"kpiValues":[{"companyId":"c"},{"value":1,"value":2}]}"#,
+    )
+    .expect_err("refused");
+    assert_eq!(violations[0].field, "kpiValues[1].value");
+    // The same key in two different objects is not a duplicate.
+    transcode(
+        Method::POST,
+        "/v1/kpis",
+        None,
+        r#"{"kpiValues":[{"value":1},{"value":2}]}"#,
+    )
+    .expect("accepted");
 }
 
-/// Pins today's behaviour of a known bug: an empty key is refused under the
-/// empty field name, which names nothing. When fixed (name it `body` /
-/// `query`, or quote it), this fails: update it and drop
-/// [`sent_an_empty_key`].
+/// An empty key names no field: it is refused under the object that holds
+/// it (`body`, or the enclosing field), or under `query`.
 #[test]
-fn known_bug_an_empty_key_is_refused_under_an_empty_name() {
+fn an_empty_key_is_refused_under_the_object_that_holds_it() {
     let violations = transcode(Method::POST, "/v1/auth:signIn", None, r#"{"":1}"#).expect_err("refused");
-    assert_eq!(violations[0].field, "");
+    assert_eq!(violations[0].field, "body");
+    let violations = transcode(Method::POST, "/v1/companies", None, r#"{"":1}"#).expect_err("refused");
+    assert_eq!(violations[0].field, "company");
     let violations = transcode(Method::GET, "/v1/audit-events", Some("=1"), "").expect_err("refused");
-    assert_eq!(violations[0].field, "");
+    assert_eq!(violations[0].field, "query");
 }
 
 /// The hostile generator reaches every kind of outcome; a generator that

@@ -192,6 +192,7 @@ impl AuthServer {
     /// Connects, migrates, ensures signing keys and starts serving on
     /// `settings.listen_addr` until `shutdown`.
     pub async fn build(settings: AuthSettings, backends: Backends, shutdown: Shutdown) -> Result<Self, BuildError> {
+        metrix_core::page_token::use_key(settings.common.page_token_key.as_ref());
         let database = connect_and_migrate(&settings).await?;
         tracing::info!(backend = ?database.kind(), cache = backends.description, "auth storage ready");
         let state = build_state(&settings, database, &backends).await?;

@@ -11,7 +11,8 @@ use metrix_core::authn::{Credential, Principal, Role, Scope, TokenError, TokenVe
 use metrix_core::cache::Cache;
 use metrix_core::client::{ClientInfo, client_info};
 use metrix_core::error::FieldViolation;
-use metrix_core::page_token;
+use metrix_core::page_token::{self, PageLimits};
+use metrix_core::server::answer;
 use metrix_core::time::{duration_micros, micros_of, now_micros, timestamp};
 use metrix_proto::auth::v1::auth_service_server::AuthService;
 use metrix_proto::auth::v1::*;
@@ -703,13 +704,19 @@ impl AuthApi {
     async fn list_users(&self, request: Request<ListUsersRequest>) -> Result<ListUsersResponse, Status> {
         let caller = self.current_admin(&request).await?;
         let request = request.get_ref();
-        let (size, cursor) = page_request(request.page_size, &request.page_token, &caller.organization_id)?;
+        let (size, cursor) = page_token::page_request::<Cursor>(
+            request.page_size,
+            &request.page_token,
+            &caller.organization_id,
+            PageLimits::STANDARD,
+        )
+        .map_err(AuthError::from)?;
         let rows = self
             .state
             .store
             .list_users(&caller.organization_id, cursor.as_ref(), size + 1)
             .await?;
-        let (rows, next_page_token) = paginate(rows, size, &caller.organization_id, |row| Cursor {
+        let (rows, next_page_token) = page_token::paginate(rows, size, &caller.organization_id, |row| Cursor {
             created_at: row.created_at,
             id: row.user_id.clone(),
         });
@@ -879,13 +886,19 @@ impl AuthApi {
     async fn list_api_keys(&self, request: Request<ListApiKeysRequest>) -> Result<ListApiKeysResponse, Status> {
         let caller = self.current_admin(&request).await?;
         let request = request.get_ref();
-        let (size, cursor) = page_request(request.page_size, &request.page_token, &caller.organization_id)?;
+        let (size, cursor) = page_token::page_request::<Cursor>(
+            request.page_size,
+            &request.page_token,
+            &caller.organization_id,
+            PageLimits::STANDARD,
+        )
+        .map_err(AuthError::from)?;
         let rows = self
             .state
             .store
             .list_api_keys(&caller.organization_id, cursor.as_ref(), size + 1)
             .await?;
-        let (rows, next_page_token) = paginate(rows, size, &caller.organization_id, |row| Cursor {
+        let (rows, next_page_token) = page_token::paginate(rows, size, &caller.organization_id, |row| Cursor {
             created_at: row.created_at,
             id: row.api_key_id.clone(),
         });
@@ -1103,13 +1116,15 @@ impl AuthApi {
             }
         };
         let filters = format!("{}|{}", caller.organization_id, kind.unwrap_or(""));
-        let (size, cursor) = page_request(request.page_size, &request.page_token, &filters)?;
+        let (size, cursor) =
+            page_token::page_request::<Cursor>(request.page_size, &request.page_token, &filters, PageLimits::STANDARD)
+                .map_err(AuthError::from)?;
         let rows = self
             .state
             .store
             .list_audit(&caller.organization_id, kind, cursor.as_ref(), size + 1)
             .await?;
-        let (rows, next_page_token) = paginate(rows, size, &filters, |row| Cursor {
+        let (rows, next_page_token) = page_token::paginate(rows, size, &filters, |row| Cursor {
             created_at: row.created_at,
             id: row.audit_event_id.clone(),
         });
@@ -1182,13 +1197,19 @@ impl AuthApi {
     ) -> Result<ListServiceAccountsResponse, Status> {
         let caller = self.current_admin(&request).await?;
         let request = request.get_ref();
-        let (size, cursor) = page_request(request.page_size, &request.page_token, &caller.organization_id)?;
+        let (size, cursor) = page_token::page_request::<Cursor>(
+            request.page_size,
+            &request.page_token,
+            &caller.organization_id,
+            PageLimits::STANDARD,
+        )
+        .map_err(AuthError::from)?;
         let rows = self
             .state
             .store
             .list_service_accounts(&caller.organization_id, cursor.as_ref(), size + 1)
             .await?;
-        let (rows, next_page_token) = paginate(rows, size, &caller.organization_id, |row| Cursor {
+        let (rows, next_page_token) = page_token::paginate(rows, size, &caller.organization_id, |row| Cursor {
             created_at: row.created_at,
             id: row.client_id.clone(),
         });
@@ -1346,34 +1367,6 @@ fn organization_scopes(field: &str, requested: &[String]) -> Result<Vec<Scope>, 
     Ok(scopes)
 }
 
-fn page_request(page_size: i32, page_token: &str, filters: &str) -> Result<(u32, Option<Cursor>), AuthError> {
-    let mut violations = Vec::new();
-    let size = page_token::page_size(page_size)
-        .map_err(|violation| violations.push(violation))
-        .ok();
-    let cursor = page_token::decode::<Cursor>(page_token, filters)
-        .map_err(|violation| violations.push(violation))
-        .ok();
-    match (size, cursor) {
-        (Some(size), Some(cursor)) => Ok((size, cursor)),
-        _ => Err(violations.into()),
-    }
-}
-
-/// Splits `size + 1` fetched rows into the page and the next page's token.
-fn paginate<T>(mut rows: Vec<T>, size: u32, filters: &str, cursor_of: impl Fn(&T) -> Cursor) -> (Vec<T>, String) {
-    let size = size as usize;
-    if rows.len() <= size {
-        return (rows, String::new());
-    }
-    rows.truncate(size);
-    let token = rows
-        .last()
-        .map(|last| page_token::encode(&cursor_of(last), filters))
-        .unwrap_or_default();
-    (rows, token)
-}
-
 fn default_display_name(email: &Email) -> String {
     email.as_str().split('@').next().unwrap_or_default().to_owned()
 }
@@ -1462,11 +1455,6 @@ fn service_account_to_proto(row: ServiceAccountRow) -> ServiceAccount {
         revoke_time: row.revoked_at.map(timestamp),
         secret_rotate_time: row.secret_rotated_at.map(timestamp),
     }
-}
-
-/// Turns a handler's result into a gRPC answer.
-fn answer<T>(result: Result<T, impl Into<Status>>) -> Result<Response<T>, Status> {
-    result.map(Response::new).map_err(Into::into)
 }
 
 #[tonic::async_trait]

@@ -138,6 +138,9 @@ pub struct Engine {
     pub rate_limiter: Arc<dyn RateLimiter>,
     /// How many benchmark queries an organisation may make.
     pub query_quota: Quota,
+    /// How many bootstraps of a caller-chosen seed or resample count that
+    /// the cache cannot answer an organisation may start.
+    pub fresh_bootstrap_quota: Quota,
     /// Permits for CPU-bound work (sorting, bootstrapping): one per core, so
     /// a flood of uncached slices queues briefly, then is refused, instead
     /// of stalling every other request.
@@ -294,6 +297,9 @@ impl Engine {
                 self.remember_figures(key, &figures);
                 return Ok(ComputedSlice { figures, cached: true });
             }
+        }
+        if bootstrap != self.default_bootstrap {
+            self.admit_fresh_bootstrap(excluded_organization).await?;
         }
         let values = self.peer_values(scope, excluded_organization).await?;
         let slice_values = values.get(metric_id).cloned().unwrap_or_default();
@@ -457,6 +463,25 @@ impl Engine {
             }
         });
         Ok(())
+    }
+
+    /// Counts one bootstrap of a caller-chosen seed or resample count that
+    /// the cache could not answer against `organization_id`'s own quota: a
+    /// new seed each call would otherwise make every call compute. Repeating
+    /// a seed is answered from the cache and costs nothing here.
+    async fn admit_fresh_bootstrap(&self, organization_id: &str) -> Result<(), BenchmarkError> {
+        let key = format!("benchmark:fresh-bootstraps:{organization_id}");
+        match self.rate_limiter.check(&key, self.fresh_bootstrap_quota).await {
+            Ok(RateDecision::Allowed) => Ok(()),
+            Ok(RateDecision::Limited { retry_after }) => {
+                tracing::warn!(organization_id, "fresh bootstrap seeds throttled");
+                Err(BenchmarkError::FreshBootstraps(retry_after))
+            }
+            Err(error) => {
+                tracing::warn!(error = %error_chain(&error), "fresh bootstrap quota unreadable");
+                Ok(())
+            }
+        }
     }
 
     /// Runs CPU-bound `work` on the blocking pool once a core is free;

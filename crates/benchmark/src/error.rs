@@ -44,6 +44,13 @@ pub enum BenchmarkError {
     /// The organisation made too many benchmark queries.
     #[error("too many benchmark queries from your organisation; retry later")]
     Throttled(std::time::Duration),
+    /// The organisation asked for too many bootstraps of new seeds or
+    /// resample counts.
+    #[error(
+        "too many bootstraps with new seeds or resample counts from your organisation; reuse a seed, leave \
+         bootstrap_seed and bootstrap_resamples unset, or retry later"
+    )]
+    FreshBootstraps(std::time::Duration),
     /// Every core is busy computing slices.
     #[error("the benchmark service is busy; retry later")]
     Busy,
@@ -68,7 +75,9 @@ impl BenchmarkError {
             BenchmarkError::Corrupt(_) | BenchmarkError::Render(_) | BenchmarkError::Computation(_) => {
                 ErrorKind::Internal
             }
-            BenchmarkError::Throttled(_) | BenchmarkError::Busy => ErrorKind::ResourceExhausted,
+            BenchmarkError::Throttled(_) | BenchmarkError::FreshBootstraps(_) | BenchmarkError::Busy => {
+                ErrorKind::ResourceExhausted
+            }
         }
     }
 }
@@ -99,7 +108,9 @@ impl From<BenchmarkError> for Status {
                 status(ErrorKind::Unauthenticated, refused.message().to_owned())
             }
             BenchmarkError::Storage(cause) => storage_failure("benchmark request failed", &cause),
-            BenchmarkError::Throttled(retry_after) => resource_exhausted(error.to_string(), retry_after),
+            BenchmarkError::Throttled(retry_after) | BenchmarkError::FreshBootstraps(retry_after) => {
+                resource_exhausted(error.to_string(), retry_after)
+            }
             BenchmarkError::Busy => resource_exhausted(error.to_string(), std::time::Duration::from_secs(1)),
             BenchmarkError::Peers(_)
             | BenchmarkError::Corrupt(_)

@@ -140,6 +140,7 @@ impl BenchmarkServer {
         peers: Arc<dyn PeerSource>,
         shutdown: Shutdown,
     ) -> Result<Self, BuildError> {
+        metrix_core::page_token::use_key(settings.common.page_token_key.as_ref());
         let database = connect_and_migrate(&settings.database_url).await?;
         tracing::info!(backend = ?database.kind(), "benchmark storage ready");
         let engine = Arc::new(Engine {
@@ -155,6 +156,7 @@ impl BenchmarkServer {
             local: std::sync::Mutex::default(),
             rate_limiter: backends.rate_limiter.clone(),
             query_quota: metrix_core::cache::Quota::per_minute(settings.queries_per_minute),
+            fresh_bootstrap_quota: metrix_core::cache::Quota::per_minute(settings.fresh_bootstraps_per_minute),
             cpu: Arc::new(tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
             )),

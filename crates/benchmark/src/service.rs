@@ -6,10 +6,11 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, OnceLock};
 
 use metrix_core::authn::{Principal, Role, Scope, principal};
-use metrix_core::error::FieldViolation;
+use metrix_core::error::{FieldViolation, Violations};
 use metrix_core::page_token;
 use metrix_core::period::Period;
 use metrix_core::reference;
+use metrix_core::server::answer;
 use metrix_core::time::{micros_of, now_micros, rfc3339, timestamp};
 use metrix_proto::benchmark::v1::benchmark_service_server::BenchmarkService;
 use metrix_proto::benchmark::v1::*;
@@ -93,24 +94,6 @@ impl Source {
     }
 }
 
-/// Collects field violations while a request is parsed.
-#[derive(Default)]
-struct Violations(Vec<FieldViolation>);
-
-impl Violations {
-    fn check<T>(&mut self, result: Result<T, FieldViolation>) -> Option<T> {
-        result.map_err(|violation| self.0.push(violation)).ok()
-    }
-
-    fn finish(self) -> Result<(), BenchmarkError> {
-        if self.0.is_empty() {
-            Ok(())
-        } else {
-            Err(BenchmarkError::Invalid(self.0))
-        }
-    }
-}
-
 fn metric_of(catalogue: &[MetricInfo], field: &str, id: &str) -> Result<MetricInfo, FieldViolation> {
     let id = id.trim();
     if id.is_empty() {
@@ -177,7 +160,7 @@ impl BenchmarkApi {
         match self.resolve_source(organization_id, field, id).await {
             Ok(source) => Ok(Some(source)),
             Err(BenchmarkError::Invalid(problems)) => {
-                violations.0.extend(problems);
+                violations.extend(problems);
                 Ok(None)
             }
             Err(other) => Err(other),
@@ -374,10 +357,10 @@ fn static_page<T: Clone>(
     let mut violations = Violations::default();
     let size = violations.check(page_token::page_size(page_size));
     let cursor = violations.check(page_token::decode::<PositionCursor>(page_token_text, filters));
-    violations.finish()?;
     let (Some(size), Some(cursor)) = (size, cursor) else {
-        return Err(BenchmarkError::invalid("page_token", "is not valid"));
+        return Err(violations.into_vec().into());
     };
+    violations.finish()?;
     let start = cursor.map(|cursor| cursor.after).unwrap_or_default().min(items.len());
     let end = (start + size as usize).min(items.len());
     let next = if end < items.len() {
@@ -437,10 +420,10 @@ impl BenchmarkApi {
         let filters = format!("sources|{}|{}", request.kind, request.verified_only);
         let size = violations.check(page_token::page_size(request.page_size));
         let cursor = violations.check(page_token::decode::<SourcesCursor>(&request.page_token, &filters));
-        violations.finish()?;
         let (Some(kind), Some(size), Some(cursor)) = (kind, size, cursor) else {
-            return Err(BenchmarkError::invalid("page_token", "is not valid"));
+            return Err(violations.into_vec().into());
         };
+        violations.finish()?;
         let mut sources = Vec::new();
         let wants_platform = matches!(kind, BenchmarkSourceKind::Unspecified | BenchmarkSourceKind::Platform);
         let wants_external = matches!(kind, BenchmarkSourceKind::Unspecified | BenchmarkSourceKind::External);
@@ -546,7 +529,7 @@ impl BenchmarkApi {
             )),
         });
         if request.source_ids.len() > MAX_SOURCES {
-            violations.0.push(FieldViolation::new(
+            violations.push(FieldViolation::new(
                 "source_ids",
                 format!("must name at most {MAX_SOURCES} sources"),
             ));
@@ -554,7 +537,7 @@ impl BenchmarkApi {
         let mut seen = HashSet::new();
         for (index, id) in request.source_ids.iter().enumerate() {
             if !seen.insert(id.trim()) {
-                violations.0.push(FieldViolation::new(
+                violations.push(FieldViolation::new(
                     format!("source_ids[{index}]"),
                     "names a source twice",
                 ));
@@ -573,12 +556,12 @@ impl BenchmarkApi {
                 sources.push(source);
             }
         }
-        violations.finish()?;
         let (Some(metric), Some(band), Some(sector), Some(period), Some(resamples)) =
             (metric, band, sector, period, resamples)
         else {
-            return Err(BenchmarkError::invalid("metric_id", "is not valid"));
+            return Err(violations.into_vec().into());
         };
+        violations.finish()?;
         let bootstrap = Bootstrap {
             seed: request.bootstrap_seed.unwrap_or(self.engine.default_bootstrap.seed),
             resamples,
@@ -663,7 +646,6 @@ impl BenchmarkApi {
                 &mut violations,
             )
             .await?;
-        violations.finish()?;
         let (
             Some(metric),
             Some(band),
@@ -674,8 +656,9 @@ impl BenchmarkApi {
             Some(source),
         ) = (metric, band, sector, granularity, trend_statistic, range, source)
         else {
-            return Err(BenchmarkError::invalid("metric_id", "is not valid"));
+            return Err(violations.into_vec().into());
         };
+        violations.finish()?;
         self.engine
             .admit(
                 &caller,
@@ -808,7 +791,7 @@ impl BenchmarkApi {
         let mut violations = Violations::default();
         let company_id = request.company_id.trim().to_owned();
         if company_id.is_empty() {
-            violations.0.push(FieldViolation::new("company_id", "is required"));
+            violations.push(FieldViolation::new("company_id", "is required"));
         }
         let period = violations.check(period_of("period", &request.period));
         let requested_metrics = violations.check(metric_list(&catalogue, &request.metric_ids));
@@ -819,7 +802,7 @@ impl BenchmarkApi {
         };
         let sector = violations.check(sector_of("sector_id", &request.sector_id));
         if request.all_sectors && !request.sector_id.trim().is_empty() {
-            violations.0.push(FieldViolation::new(
+            violations.push(FieldViolation::new(
                 "sector_id",
                 "must be empty when all_sectors is set",
             ));
@@ -832,12 +815,12 @@ impl BenchmarkApi {
                 &mut violations,
             )
             .await?;
-        violations.finish()?;
         let (Some(period), Some(requested_metrics), Some(band), Some(sector), Some(source)) =
             (period, requested_metrics, band, sector, source)
         else {
-            return Err(BenchmarkError::invalid("company_id", "is not valid"));
+            return Err(violations.into_vec().into());
         };
+        violations.finish()?;
         let company = self.company(&credentials, &company_id).await?;
         self.engine
             .admit(
@@ -905,11 +888,9 @@ impl BenchmarkApi {
         let catalogue = self.engine.peers.metrics().await?;
         let mut violations = Violations::default();
         if request.values.is_empty() {
-            violations
-                .0
-                .push(FieldViolation::new("values", "must hold at least one value"));
+            violations.push(FieldViolation::new("values", "must hold at least one value"));
         } else if request.values.len() > MAX_RANKED_METRICS {
-            violations.0.push(FieldViolation::new(
+            violations.push(FieldViolation::new(
                 "values",
                 format!("must hold at most {MAX_RANKED_METRICS} values"),
             ));
@@ -923,7 +904,7 @@ impl BenchmarkApi {
                     values.insert(metric.id.clone(), *value);
                     metrics.push(metric);
                 } else {
-                    violations.0.push(FieldViolation::new(field, "must be a finite number"));
+                    violations.push(FieldViolation::new(field, "must be a finite number"));
                 }
             }
         }
@@ -939,10 +920,10 @@ impl BenchmarkApi {
                 &mut violations,
             )
             .await?;
-        violations.finish()?;
         let (Some(band), Some(sector), Some(period), Some(source)) = (band, sector, period, source) else {
-            return Err(BenchmarkError::invalid("revenue_band_id", "is not valid"));
+            return Err(violations.into_vec().into());
         };
+        violations.finish()?;
         // The company, when named, must be the caller's own; every company
         // of the caller's organisation is left out of its peers anyway.
         if !request.company_id.trim().is_empty() {
@@ -1011,17 +992,17 @@ impl BenchmarkApi {
         let mut violations = Violations::default();
         let company_id = request.company_id.trim().to_owned();
         if company_id.is_empty() {
-            violations.0.push(FieldViolation::new("company_id", "is required"));
+            violations.push(FieldViolation::new("company_id", "is required"));
         }
         let template = match request.template_id.trim() {
             "" => {
-                violations.0.push(FieldViolation::new("template_id", "is required"));
+                violations.push(FieldViolation::new("template_id", "is required"));
                 None
             }
             id => {
                 let found = reports::template(id);
                 if found.is_none() {
-                    violations.0.push(FieldViolation::new(
+                    violations.push(FieldViolation::new(
                         "template_id",
                         format!("{id:?} is not a report template (see ListReportTemplates)"),
                     ));
@@ -1032,7 +1013,7 @@ impl BenchmarkApi {
         let period = violations.check(period_of("period", &request.period));
         let request_id = request.request_id.trim().to_owned();
         if request_id.len() > MAX_REQUEST_ID_LENGTH {
-            violations.0.push(FieldViolation::new(
+            violations.push(FieldViolation::new(
                 "request_id",
                 format!("must be at most {MAX_REQUEST_ID_LENGTH} characters"),
             ));
@@ -1045,10 +1026,10 @@ impl BenchmarkApi {
                 &mut violations,
             )
             .await?;
-        violations.finish()?;
         let (Some(template), Some(period), Some(source)) = (template, period, source) else {
-            return Err(BenchmarkError::invalid("template_id", "is not valid"));
+            return Err(violations.into_vec().into());
         };
+        violations.finish()?;
         let company = self.company(&credentials, &company_id).await?;
         self.engine
             .admit(
@@ -1304,10 +1285,6 @@ fn status_error(status: Status) -> BenchmarkError {
         tonic::Code::PermissionDenied => BenchmarkError::PermissionDenied("your role does not allow this"),
         _ => BenchmarkError::Unauthenticated(status.message().to_owned()),
     }
-}
-
-fn answer<T>(result: Result<T, BenchmarkError>) -> Result<Response<T>, Status> {
-    result.map(Response::new).map_err(Into::into)
 }
 
 #[tonic::async_trait]

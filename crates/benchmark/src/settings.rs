@@ -53,6 +53,11 @@ pub struct BenchmarkSettings {
     /// reports) one organisation may make per minute, across every instance
     /// (`METRIX_BENCHMARK__QUERIES_PER_MINUTE`, 120).
     pub queries_per_minute: u32,
+    /// Bootstraps with a seed or resample count of the caller's choosing
+    /// that the cache cannot answer, per organisation and minute
+    /// (`METRIX_BENCHMARK__FRESH_BOOTSTRAPS_PER_MINUTE`, 10): a new seed
+    /// forces a new interval, so new seeds are what this bounds.
+    pub fresh_bootstraps_per_minute: u32,
 }
 
 impl BenchmarkSettings {
@@ -78,6 +83,11 @@ impl BenchmarkSettings {
         if !(1..=100_000).contains(&queries_per_minute) {
             return Err(ConfigError::new(QUERIES, "must be between 1 and 100000"));
         }
+        const FRESH: &str = "METRIX_BENCHMARK__FRESH_BOOTSTRAPS_PER_MINUTE";
+        let fresh_bootstraps_per_minute: u32 = settings.parse(FRESH, 10)?;
+        if !(1..=10_000).contains(&fresh_bootstraps_per_minute) {
+            return Err(ConfigError::new(FRESH, "must be between 1 and 10000"));
+        }
         const METRICS_URL: &str = "METRIX_BENCHMARK__METRICS_URL";
         let metrics_url = settings.string(METRICS_URL, DEFAULT_METRICS_URL);
         if !(metrics_url.starts_with("http://") || metrics_url.starts_with("https://")) {
@@ -101,6 +111,7 @@ impl BenchmarkSettings {
                 Duration::from_secs(1),
             )?,
             queries_per_minute,
+            fresh_bootstraps_per_minute,
             common,
         })
     }

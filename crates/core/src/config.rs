@@ -224,7 +224,15 @@ pub struct CommonSettings {
     /// This service's own service account, to call others
     /// (`METRIX_SERVICE_CLIENT_ID`, `METRIX_SERVICE_CLIENT_SECRET`).
     pub service_credentials: Option<ServiceCredentials>,
+    /// The key that authenticates page tokens, the same for every instance
+    /// (`METRIX_PAGE_TOKEN_KEY`, at least 32 characters); without it each
+    /// process makes its own, and a page token holds only on the instance
+    /// that made it.
+    pub page_token_key: Option<SecretString>,
 }
+
+/// The shortest page token key accepted.
+pub const MIN_PAGE_TOKEN_KEY_LENGTH: usize = 32;
 
 /// A service account's client credentials.
 #[derive(Debug, Clone)]
@@ -316,7 +324,18 @@ impl CommonSettings {
             token_issuer: settings.string("METRIX_TOKEN_ISSUER", "metrix"),
             token_audience: settings.string("METRIX_TOKEN_AUDIENCE", "metrix"),
             service_credentials,
+            page_token_key: page_token_key(settings)?,
         })
+    }
+}
+
+fn page_token_key(settings: &Settings<'_>) -> Result<Option<SecretString>, ConfigError> {
+    const NAME: &str = "METRIX_PAGE_TOKEN_KEY";
+    match settings.secret(NAME) {
+        Some(key) if secrecy::ExposeSecret::expose_secret(&key).len() < MIN_PAGE_TOKEN_KEY_LENGTH => Err(
+            ConfigError::new(NAME, format!("must be at least {MIN_PAGE_TOKEN_KEY_LENGTH} characters")),
+        ),
+        key => Ok(key),
     }
 }
 

@@ -123,6 +123,93 @@ impl FieldViolation {
     }
 }
 
+/// Every violation of a request, collected while it is parsed so that one
+/// answer names them all. A part of the request is parsed under
+/// [`Violations::nested`], which prefixes its paths (`events[3]` +
+/// `name` = `events[3].name`).
+///
+/// The parse of a request reads: each field through [`Violations::check`],
+/// which keeps the value or the violation; then the values destructured,
+/// and when one is missing, `return Err(violations.into_vec().into())` —
+/// a value is missing only where a violation was recorded, so no message
+/// is ever made up; then [`Violations::finish`] for the checks across
+/// fields.
+#[derive(Debug, Default)]
+pub struct Violations {
+    found: Vec<FieldViolation>,
+}
+
+impl Violations {
+    /// No violation yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The value of `result`, or `None` with its violation recorded.
+    pub fn check<T>(&mut self, result: Result<T, FieldViolation>) -> Option<T> {
+        result.map_err(|violation| self.found.push(violation)).ok()
+    }
+
+    /// The value of `result`, or `None` with all its violations recorded.
+    pub fn check_all<T>(&mut self, result: Result<T, Vec<FieldViolation>>) -> Option<T> {
+        result.map_err(|violations| self.found.extend(violations)).ok()
+    }
+
+    /// Records that `field` is wrong.
+    pub fn add(&mut self, field: impl Into<String>, description: impl Into<String>) {
+        self.found.push(FieldViolation::new(field, description));
+    }
+
+    /// Records `violation`.
+    pub fn push(&mut self, violation: FieldViolation) {
+        self.found.push(violation);
+    }
+
+    /// Records every one of `violations`.
+    pub fn extend(&mut self, violations: impl IntoIterator<Item = FieldViolation>) {
+        self.found.extend(violations);
+    }
+
+    /// Runs `parse` on a part of the request found at `prefix` (`event`,
+    /// `kpi_values[2]`); the paths it records are under `prefix`.
+    pub fn nested<T>(&mut self, prefix: &str, parse: impl FnOnce(&mut Violations) -> T) -> T {
+        let mut inner = Violations::new();
+        let value = parse(&mut inner);
+        self.found
+            .extend(inner.found.into_iter().map(|violation| FieldViolation {
+                field: join_path(prefix, &violation.field),
+                description: violation.description,
+            }));
+        value
+    }
+
+    /// Whether nothing was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.found.is_empty()
+    }
+
+    /// `Ok` when nothing was recorded, else every violation.
+    pub fn finish(self) -> Result<(), Vec<FieldViolation>> {
+        if self.found.is_empty() { Ok(()) } else { Err(self.found) }
+    }
+
+    /// Every violation recorded.
+    pub fn into_vec(self) -> Vec<FieldViolation> {
+        self.found
+    }
+}
+
+/// `field` under `prefix`: `a` + `b` = `a.b`, `a` + `[2].b` = `a[2].b`,
+/// and a violation of the part itself (an empty `field`) is `prefix`'s.
+pub fn join_path(prefix: &str, field: &str) -> String {
+    match (prefix.is_empty(), field.is_empty()) {
+        (true, _) => field.to_owned(),
+        (false, true) => prefix.to_owned(),
+        (false, false) if field.starts_with('[') => format!("{prefix}{field}"),
+        (false, false) => format!("{prefix}.{field}"),
+    }
+}
+
 /// `INVALID_ARGUMENT` with `BadRequest` field violations in the details.
 pub fn invalid_argument(violations: Vec<FieldViolation>) -> Status {
     let message = match violations.as_slice() {
@@ -211,6 +298,36 @@ pub fn error_chain(error: &(dyn StdError + 'static)) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn violations_collect_every_field_under_its_path() {
+        let mut violations = super::Violations::new();
+        assert_eq!(violations.check::<u8>(Ok(1)), Some(1));
+        assert_eq!(
+            violations.check::<u8>(Err(super::FieldViolation::new("name", "is required"))),
+            None
+        );
+        violations.nested("events[3]", |event| {
+            event.add("event_type", "is required");
+            event.nested("properties", |properties| properties.add("", "must be an object"));
+            event.nested("tags", |tags| tags.add("[2]", "is empty"));
+        });
+        let fields: Vec<String> = violations
+            .into_vec()
+            .into_iter()
+            .map(|violation| violation.field)
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                "name",
+                "events[3].event_type",
+                "events[3].properties",
+                "events[3].tags[2]"
+            ]
+        );
+        assert_eq!(super::Violations::new().finish(), Ok(()));
+    }
+
     use super::*;
 
     #[test]

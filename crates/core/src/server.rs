@@ -27,6 +27,13 @@ pub const CLIENT_IP_HEADER: &str = "x-metrix-client-ip";
 /// The metadata key of the caller's user agent, set by the gateway.
 pub const CLIENT_USER_AGENT_HEADER: &str = "x-metrix-user-agent";
 
+/// A handler's result as a gRPC answer: the value in a response, the
+/// crate's error turned into a status here, at the boundary, and nowhere
+/// before.
+pub fn answer<T, E: Into<tonic::Status>>(result: Result<T, E>) -> Result<tonic::Response<T>, tonic::Status> {
+    result.map(tonic::Response::new).map_err(Into::into)
+}
+
 /// A failure to start serving.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {

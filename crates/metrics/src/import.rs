@@ -8,6 +8,7 @@ use std::collections::HashMap;
 
 use metrix_core::error::FieldViolation;
 
+use crate::events::NUL_REASON;
 use crate::period::Period;
 use crate::validation::validate_record;
 
@@ -138,9 +139,7 @@ pub fn parse(content: &str, request_company_id: &str) -> Result<ParsedImport, Ve
         let record = match record {
             Ok(record) => record,
             Err(error) => {
-                let line_number = error
-                    .position()
-                    .map_or(0, |position| i32::try_from(position.line()).unwrap_or(i32::MAX));
+                let line_number = error.position().map_or(0, |position| line_at(content, position.byte()));
                 parsed.total_rows += 1;
                 parsed.rejected.push(RowIssue {
                     line_number,
@@ -152,7 +151,7 @@ pub fn parse(content: &str, request_company_id: &str) -> Result<ParsedImport, Ve
         };
         let line_number = record
             .position()
-            .map_or(0, |position| i32::try_from(position.line()).unwrap_or(i32::MAX));
+            .map_or(0, |position| line_at(content, position.byte()));
         if record.iter().all(|field| field.trim().is_empty()) {
             // Blank lines (a trailing newline, a spacer) are not rows.
             continue;
@@ -191,6 +190,10 @@ pub fn parse(content: &str, request_company_id: &str) -> Result<ParsedImport, Ve
             parsed.rejected.push(reject("company_id", "is required".to_owned()));
             continue;
         }
+        if company_id.contains('\0') {
+            parsed.rejected.push(reject("company_id", NUL_REASON.to_owned()));
+            continue;
+        }
         if !request_company_id.is_empty() && company_id != request_company_id {
             parsed
                 .rejected
@@ -224,6 +227,10 @@ pub fn parse(content: &str, request_company_id: &str) -> Result<ParsedImport, Ve
                 .push(reject("note", format!("must be at most {MAX_NOTE_LENGTH} characters")));
             continue;
         }
+        if note.contains('\0') {
+            parsed.rejected.push(reject("note", NUL_REASON.to_owned()));
+            continue;
+        }
         let key = (company_id.clone(), metric_id.clone(), period.to_string());
         if let Some(first_line) = first_line_of_key.get(&key) {
             parsed.rejected.push(reject(
@@ -246,6 +253,26 @@ pub fn parse(content: &str, request_company_id: &str) -> Result<ParsedImport, Ve
         return Err(content_violation("has a header but no rows".to_owned()));
     }
     Ok(parsed)
+}
+
+/// The line a record starts on, from its byte offset: the csv reader's
+/// own line count is where it stood before it skipped the line end of the
+/// record before and any empty lines (BurntSushi/rust-csv#208), so it is
+/// one line early with CRLF and always 1 with CR. CR, LF and CRLF each end
+/// one line here; the header is line 1.
+fn line_at(content: &str, byte: u64) -> i32 {
+    let start = usize::try_from(byte).unwrap_or(usize::MAX).min(content.len());
+    let first = content.as_bytes()[start..]
+        .iter()
+        .position(|byte| *byte != b'\r' && *byte != b'\n')
+        .map_or(content.len(), |offset| start + offset);
+    let before = &content.as_bytes()[..first];
+    let line_ends = before
+        .iter()
+        .enumerate()
+        .filter(|(index, byte)| **byte == b'\n' || (**byte == b'\r' && before.get(index + 1) != Some(&b'\n')))
+        .count();
+    i32::try_from(line_ends + 1).unwrap_or(i32::MAX)
 }
 
 /// A plain decimal number: optional sign, digits, optional `.` and digits,

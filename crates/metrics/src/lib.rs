@@ -190,6 +190,7 @@ impl MetricsServer {
         authenticator: Authenticator,
         shutdown: Shutdown,
     ) -> Result<Self, BuildError> {
+        metrix_core::page_token::use_key(settings.common.page_token_key.as_ref());
         let database = connect_and_migrate(&settings.database_url).await?;
         tracing::info!(backend = ?database.kind(), "metrics storage ready");
         let state = build_state(&settings, database, &backends);

@@ -17,8 +17,9 @@ use metrix_core::cache::PubSub;
 use metrix_core::client::client_info;
 use metrix_core::error::FieldViolation;
 use metrix_core::notices::{KPI_CHANGES_CHANNEL, KpiChanges};
-use metrix_core::page_token;
+use metrix_core::page_token::{self, PageLimits};
 use metrix_core::reference;
+use metrix_core::server::answer;
 use metrix_core::time::{current_year, duration_micros, now_micros, timestamp};
 use metrix_proto::metrics::v1::metrics_service_server::MetricsService;
 use metrix_proto::metrics::v1::*;
@@ -56,9 +57,15 @@ const MAX_RELATED_VALUES: usize = 100;
 /// The longest KPI note, in characters.
 const MAX_NOTE_LENGTH: usize = 1_000;
 /// Page sizes of the list RPCs (default, maximum).
-const LIST_PAGE: (u32, u32) = (100, 1_000);
+const LIST_PAGE: PageLimits = PageLimits {
+    default: 100,
+    maximum: 1_000,
+};
 /// Page sizes of ListPeerValues (default, maximum).
-const PEER_PAGE: (u32, u32) = (10_000, 100_000);
+const PEER_PAGE: PageLimits = PageLimits {
+    default: 10_000,
+    maximum: 100_000,
+};
 /// Peer values per stream message.
 const PEER_MESSAGE_SIZE: u32 = 1_000;
 /// A watched dashboard is sent at least this often, so rolling windows move.
@@ -202,45 +209,6 @@ fn kpi_to_proto(row: KpiRow) -> KpiValue {
     }
 }
 
-/// The page size and decoded cursor of a list request.
-fn page_request<C: serde::de::DeserializeOwned>(
-    page_size: i32,
-    page_token_text: &str,
-    filters: &str,
-    (default, maximum): (u32, u32),
-) -> Result<(u32, Option<C>), MetricsError> {
-    let mut violations = Vec::new();
-    let size = page_token::page_size_within(page_size, default, maximum)
-        .map_err(|violation| violations.push(violation))
-        .ok();
-    let cursor = page_token::decode::<C>(page_token_text, filters)
-        .map_err(|violation| violations.push(violation))
-        .ok();
-    match (size, cursor) {
-        (Some(size), Some(cursor)) => Ok((size, cursor)),
-        _ => Err(violations.into()),
-    }
-}
-
-/// Splits `size + 1` fetched rows into the page and the next page's token.
-fn paginate<T, C: Serialize>(
-    mut rows: Vec<T>,
-    size: u32,
-    filters: &str,
-    cursor_of: impl Fn(&T) -> C,
-) -> (Vec<T>, String) {
-    let size = size as usize;
-    if rows.len() <= size {
-        return (rows, String::new());
-    }
-    rows.truncate(size);
-    let token = rows
-        .last()
-        .map(|last| page_token::encode(&cursor_of(last), filters))
-        .unwrap_or_default();
-    (rows, token)
-}
-
 /// A page of a static list ordered by id.
 fn static_page<T: Clone>(
     items: &[T],
@@ -249,14 +217,15 @@ fn static_page<T: Clone>(
     page_token_text: &str,
     filters: &str,
 ) -> Result<(Vec<T>, String), MetricsError> {
-    let (size, cursor) = page_request::<IdCursor>(page_size, page_token_text, filters, LIST_PAGE)?;
+    let (size, cursor) = page_token::page_request::<IdCursor>(page_size, page_token_text, filters, LIST_PAGE)
+        .map_err(MetricsError::from)?;
     let rows: Vec<T> = items
         .iter()
         .filter(|item| cursor.as_ref().is_none_or(|cursor| id_of(item) > cursor.id.as_str()))
         .take(size as usize + 1)
         .cloned()
         .collect();
-    Ok(paginate(rows, size, filters, |item| IdCursor {
+    Ok(page_token::paginate(rows, size, filters, |item| IdCursor {
         id: id_of(item).to_owned(),
     }))
 }
@@ -447,13 +416,14 @@ impl MetricsApi {
             filter.country_code
         );
         let (size, cursor) =
-            page_request::<CompanyCursor>(request.page_size, &request.page_token, &filters, LIST_PAGE)?;
+            page_token::page_request::<CompanyCursor>(request.page_size, &request.page_token, &filters, LIST_PAGE)
+                .map_err(MetricsError::from)?;
         let rows = self
             .state
             .store
             .list_companies(&caller.organization_id, &filter, cursor.as_ref(), size + 1)
             .await?;
-        let (rows, next_page_token) = paginate(rows, size, &filters, |row| CompanyCursor {
+        let (rows, next_page_token) = page_token::paginate(rows, size, &filters, |row| CompanyCursor {
             name: row.name.clone(),
             company_id: row.company_id.clone(),
         });
@@ -657,13 +627,15 @@ impl MetricsApi {
             filter.source,
             filter.include_history
         );
-        let (size, cursor) = page_request::<KpiCursor>(request.page_size, &request.page_token, &filters, LIST_PAGE)?;
+        let (size, cursor) =
+            page_token::page_request::<KpiCursor>(request.page_size, &request.page_token, &filters, LIST_PAGE)
+                .map_err(MetricsError::from)?;
         let rows = self
             .state
             .store
             .list_kpis(&caller.organization_id, &filter, cursor.as_ref(), size + 1)
             .await?;
-        let (rows, next_page_token) = paginate(rows, size, &filters, |row| KpiCursor {
+        let (rows, next_page_token) = page_token::paginate(rows, size, &filters, |row| KpiCursor {
             company_id: row.company_id.clone(),
             metric_id: row.metric_id.clone(),
             period_end: row.period_end,
@@ -1008,7 +980,9 @@ impl MetricsApi {
         let request = request.get_ref();
         let selection = EventSelection::parse("filter", request.filter.as_ref()).map_err(MetricsError::from)?;
         let filters = format!("events|{}|{}", caller.organization_id, selection.fingerprint());
-        let (size, cursor) = page_request::<EventCursor>(request.page_size, &request.page_token, &filters, LIST_PAGE)?;
+        let (size, cursor) =
+            page_token::page_request::<EventCursor>(request.page_size, &request.page_token, &filters, LIST_PAGE)
+                .map_err(MetricsError::from)?;
         let events = self
             .state
             .store
@@ -1020,7 +994,7 @@ impl MetricsApi {
                 EventOrder::NewestFirst,
             )
             .await?;
-        let (events, next_page_token) = paginate(events, size, &filters, |event| EventCursor {
+        let (events, next_page_token) = page_token::paginate(events, size, &filters, |event| EventCursor {
             occurred_at: event.occurred_at,
             event_id: event.event_id.clone(),
         });
@@ -1370,7 +1344,8 @@ impl MetricsApi {
             filter.exclude_organization_ids.join(",")
         );
         let (page_size, cursor) =
-            page_request::<PeerCursor>(request.page_size, &request.page_token, &filters, PEER_PAGE)?;
+            page_token::page_request::<PeerCursor>(request.page_size, &request.page_token, &filters, PEER_PAGE)
+                .map_err(MetricsError::from)?;
         let store = self.state.store.clone();
         let stream = peer_value_stream(
             store,
@@ -1507,10 +1482,6 @@ fn row_issue_to_proto(issue: import::RowIssue) -> ImportRowIssue {
         column: issue.column,
         reason: issue.reason,
     }
-}
-
-fn answer<T>(result: Result<T, impl Into<Status>>) -> Result<Response<T>, Status> {
-    result.map(Response::new).map_err(Into::into)
 }
 
 #[tonic::async_trait]

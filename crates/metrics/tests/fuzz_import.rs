@@ -69,10 +69,8 @@ fn check_invariants(
     };
     prop_assert_eq!(parsed.total_rows, parsed.accepted.len() + parsed.rejected.len());
     prop_assert!(parsed.total_rows > 0);
-    let reliable = line_numbers_reliable(content);
-    // The header is line 1 and rows come after it (known bug: not so with
-    // CR line ends, see `line_numbers_reliable`).
-    let first_row_line = if reliable { 2 } else { 1 };
+    // The header is line 1 and rows come after it.
+    let first_row_line = 2;
     // The last line a row may start on, CR, LF and CRLF all ending lines.
     let lines = i32::try_from(content.matches('\n').count() + content.matches('\r').count() + 1).unwrap_or(i32::MAX);
     let mut previous = 0;
@@ -96,11 +94,7 @@ fn check_invariants(
             row.line_number >= first_row_line && row.line_number <= lines,
             "{row:?} of {lines} lines"
         );
-        if reliable {
-            prop_assert!(row.line_number > previous, "acceptances in line order, one per line");
-        } else {
-            prop_assert!(row.line_number >= previous, "acceptances in line order");
-        }
+        prop_assert!(row.line_number > previous, "acceptances in line order, one per line");
         previous = row.line_number;
         prop_assert!(row.value.is_finite());
         prop_assert!(!row.company_id.is_empty());
@@ -109,6 +103,10 @@ fn check_invariants(
         }
         prop_assert_eq!(row.company_id.trim(), row.company_id.as_str());
         prop_assert!(row.note.chars().count() <= MAX_NOTE_LENGTH);
+        prop_assert!(
+            !row.note.contains('\0') && !row.company_id.contains('\0'),
+            "{row:?} holds a NUL"
+        );
         let valid = validate_record(&row.metric_id, &row.period.to_string(), row.value);
         prop_assert!(valid.is_ok(), "accepted {row:?}: {:?}", valid.err());
         prop_assert!(
@@ -116,48 +114,14 @@ fn check_invariants(
             "{row:?} repeats an accepted row"
         );
     }
-    if reliable {
-        let accepted_lines: HashSet<i32> = parsed.accepted.iter().map(|row| row.line_number).collect();
-        for issue in &parsed.rejected {
-            prop_assert!(
-                !accepted_lines.contains(&issue.line_number),
-                "{issue:?} was also accepted"
-            );
-        }
+    let accepted_lines: HashSet<i32> = parsed.accepted.iter().map(|row| row.line_number).collect();
+    for issue in &parsed.rejected {
+        prop_assert!(
+            !accepted_lines.contains(&issue.line_number),
+            "{issue:?} was also accepted"
+        );
     }
     Ok(())
-}
-
-/// Known bug (`docs/security.md`, "Fuzzing"): the import reports the
-/// csv crate's `Position::line`, the line the reader stood on before it
-/// skipped the previous record's line end and any empty lines
-/// (BurntSushi/rust-csv#208). So with CRLF line ends (Excel's) every row is
-/// reported one line early, the first on the header's line 1; with CR line
-/// ends every row is on line 1; and the row after an empty line is reported
-/// on the empty line. Where that can happen the properties compare all but
-/// the line numbers, and `known_bug_rows_are_reported_on_the_wrong_line`
-/// pins today's numbers.
-fn line_numbers_reliable(content: &str) -> bool {
-    let content = content.strip_prefix('\u{feff}').unwrap_or(content);
-    !content.contains('\r') && !content.starts_with('\n') && !content.contains("\n\n")
-}
-
-/// The line of the record whose csv position is `byte`, counting CR, LF
-/// and CRLF as one line end each: the fix proposed for the known bug,
-/// checked against the model by `byte_offsets_locate_every_row`.
-fn line_at(content: &str, byte: u64) -> i32 {
-    let start = usize::try_from(byte).unwrap_or(usize::MAX).min(content.len());
-    let first = content
-        .get(start..)
-        .and_then(|rest| rest.find(|character| character != '\r' && character != '\n'))
-        .map_or(content.len(), |offset| start + offset);
-    let before = &content.as_bytes()[..first];
-    let breaks = before
-        .iter()
-        .enumerate()
-        .filter(|(index, byte)| **byte == b'\n' || (**byte == b'\r' && before.get(index + 1) != Some(&b'\n')))
-        .count();
-    i32::try_from(breaks + 1).unwrap_or(i32::MAX)
 }
 
 fn metric_id() -> impl Strategy<Value = String> {
@@ -500,6 +464,9 @@ impl CsvCase {
                 {
                     return rejected("company_id");
                 }
+                if company_id.contains('\0') {
+                    return rejected("company_id");
+                }
                 let value_text = field("value");
                 let plain = !value_text.is_empty()
                     && value_text
@@ -523,7 +490,7 @@ impl CsvCase {
                     }
                 };
                 let note = field("note");
-                if note.chars().count() > MAX_NOTE_LENGTH {
+                if note.chars().count() > MAX_NOTE_LENGTH || note.contains('\0') {
                     return rejected("note");
                 }
                 let key = (company_id.clone(), metric_id.clone(), period);
@@ -602,19 +569,15 @@ proptest! {
             Err(violations) => return Err(TestCaseError::fail(format!("{content:?} refused: {violations:?}"))),
         };
         prop_assert_eq!(parsed.total_rows, read.len(), "{:?}", content);
-        // Known bug: where the reported lines are wrong, all but the lines
-        // is compared.
-        let reliable = line_numbers_reliable(&content);
-        let line = |line: i32| if reliable { line } else { 0 };
         let outcome: Vec<Expected> = parsed
             .rejected
             .iter()
             .map(|issue| Expected::Rejected {
-                line: line(issue.line_number),
+                line: issue.line_number,
                 column: COLUMNS.iter().find(|column| **column == issue.column).copied().unwrap_or(""),
             })
             .chain(parsed.accepted.iter().map(|row| Expected::Accepted {
-                line: line(row.line_number),
+                line: row.line_number,
                 company_id: row.company_id.clone(),
                 metric_id: row.metric_id.clone(),
                 period: row.period,
@@ -626,57 +589,17 @@ proptest! {
             .iter()
             .filter(|row| matches!(row, Expected::Rejected { .. }))
             .chain(read.iter().filter(|row| matches!(row, Expected::Accepted { .. })))
-            .map(|row| match (*row).clone() {
-                Expected::Rejected { line: at, column } => Expected::Rejected { line: line(at), column },
-                Expected::Accepted { line: at, company_id, metric_id, period, value, note } => {
-                    Expected::Accepted { line: line(at), company_id, metric_id, period, value, note }
-                }
-                Expected::Skipped => Expected::Skipped,
-            })
+            .map(|row| (*row).clone())
             .collect();
         prop_assert_eq!(outcome, expected, "{:?}", content);
     }
-
-    #[test]
-    fn byte_offsets_locate_every_row(case in csv_case()) {
-        // The fix proposed for the known bug: the line from the record's
-        // byte offset agrees with the model for every well-formed file.
-        // An empty header line is skipped, and the next line read as
-        // the header: nothing to compare.
-        prop_assume!(case.header.columns.iter().any(|(_, written)| !written.is_empty()));
-        let (content, starts) = case.write();
-        let content = content.strip_prefix('\u{feff}').unwrap_or(&content);
-        let mut reader = csv::ReaderBuilder::new()
-            .has_headers(true)
-            .flexible(true)
-            .from_reader(content.as_bytes());
-        let lines: Vec<i32> = reader
-            .records()
-            .map(|record| {
-                let record = record.expect("well-formed CSV reads");
-                let position = record.position().expect("a record has a position");
-                (record.iter().all(|field| field.trim().is_empty()), line_at(content, position.byte()))
-            })
-            .filter(|(blank, _)| !blank)
-            .map(|(_, line)| line)
-            .collect();
-        let expected: Vec<i32> = case
-            .rows
-            .iter()
-            .zip(&starts)
-            .filter(|(row, _)| !row.fields().iter().all(|field| field.trim().is_empty()))
-            .map(|(_, line)| *line)
-            .collect();
-        prop_assert_eq!(lines, expected, "{:?}", content);
-    }
 }
 
-/// Pins today's line numbers of the known bug (see
-/// [`line_numbers_reliable`]); the true lines are in the comments. When the
-/// import counts lines itself (the fix proposed in `docs/security.md`,
-/// [`line_at`]), this fails: assert the true lines instead.
+/// Rows are reported on the line they start on, whatever the line ends
+/// (the csv crate's own line count is wrong for CRLF and CR,
+/// BurntSushi/rust-csv#208) and after empty lines.
 #[test]
-fn known_bug_rows_are_reported_on_the_wrong_line() {
+fn rows_are_reported_on_their_own_line() {
     let lines = |csv: &str| -> Vec<i32> {
         let parsed = parse(csv, COMPANY).expect("parses");
         let mut lines: Vec<i32> = parsed.accepted.iter().map(|row| row.line_number).collect();
@@ -684,36 +607,43 @@ fn known_bug_rows_are_reported_on_the_wrong_line() {
         lines.sort_unstable();
         lines
     };
-    // True: [2, 3].
     assert_eq!(
         lines("metric_id,period,value\r\narr,2026,1\r\nmrr,2026-01,1\r\n"),
-        [1, 2]
+        [2, 3]
     );
-    // True: [2, 3].
-    assert_eq!(lines("metric_id,period,value\rarr,2026,1\rmrr,2026-01,1\r"), [1, 1]);
-    // True: [3, 6].
+    assert_eq!(lines("metric_id,period,value\rarr,2026,1\rmrr,2026-01,1\r"), [2, 3]);
     assert_eq!(
         lines("metric_id,period,value\n\narr,2026,1\n\n\nmrr,2026-01,1\n"),
+        [3, 6]
+    );
+    // A quoted line break inside a row counts toward the rows after it.
+    assert_eq!(
+        lines("metric_id,period,value,note\r\narr,2026,1,\"two\r\nlines\"\r\nmrr,2026-01,1,x\r\n"),
         [2, 4]
     );
 }
 
-/// Pins today's behaviour of a known bug: a NUL in a note (or in a
-/// `company_id` when the request names no company) is accepted, and then
-/// fails the whole import at the store on PostgreSQL ("a text value holds a
-/// NUL character", field `request`), naming neither the line nor the
-/// column, instead of rejecting that one row. When `import::parse` rejects
-/// such a row (the fix proposed in `docs/security.md`), this fails: turn it
-/// into an assertion of the rejection.
+/// A NUL in a note, or in a `company_id` when the request names no company,
+/// rejects that row naming its line and column: PostgreSQL refuses NUL in
+/// text, and the whole import must not fail at the store for one row.
 #[test]
-fn known_bug_a_nul_in_a_note_or_company_id_is_accepted() {
-    let csv = "metric_id,period,value,note\narr,2026-Q1,1200000,before\0after\n";
+fn a_nul_in_a_note_or_company_id_rejects_the_row() {
+    let csv = "metric_id,period,value,note\narr,2026-Q1,1200000,before\0after\nmrr,2026-01,1,fine\n";
     let parsed = parse(csv, COMPANY).expect("parses");
     assert_eq!(parsed.accepted.len(), 1);
-    assert_eq!(parsed.accepted[0].note, "before\0after");
+    assert_eq!(parsed.rejected.len(), 1);
+    assert_eq!(
+        (parsed.rejected[0].line_number, parsed.rejected[0].column.as_str()),
+        (2, "note")
+    );
+    assert!(parsed.rejected[0].reason.contains("NUL"), "{:?}", parsed.rejected[0]);
     let csv = "company_id,metric_id,period,value\nc-1\0,arr,2026-Q1,1200000\n";
     let parsed = parse(csv, "").expect("parses");
-    assert_eq!(parsed.accepted[0].company_id, "c-1\0");
+    assert!(parsed.accepted.is_empty());
+    assert_eq!(
+        (parsed.rejected[0].line_number, parsed.rejected[0].column.as_str()),
+        (2, "company_id")
+    );
 }
 
 #[test]

@@ -243,6 +243,10 @@ fn dev_defaults(data_dir: &Path) -> anyhow::Result<HashMap<String, String>> {
             dev_secret(data_dir, "peer-key.secret")?,
         ),
         (
+            "METRIX_PAGE_TOKEN_KEY".to_owned(),
+            dev_secret(data_dir, "page-token.key")?,
+        ),
+        (
             "METRIX_GATEWAY__RATE_LIMIT_KEY".to_owned(),
             dev_secret(data_dir, "rate-limit.key")?,
         ),

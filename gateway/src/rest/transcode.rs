@@ -6,6 +6,7 @@
 //! Path, query and body are first gathered into one JSON object and then
 //! read field by field, so every bad field is reported by name.
 
+use std::cell::Cell;
 use std::collections::HashSet;
 
 use metrix_core::error::FieldViolation;
@@ -25,14 +26,14 @@ pub fn request_message(
     let input = route.method.input();
     let mut violations = Vec::new();
     let mut root = match &route.body {
-        BodyRule::Whole => match parse_body(body)? {
+        BodyRule::Whole => match parse_body(body, "")? {
             Json::Object(object) => object,
             Json::Null => Map::new(),
             _ => return Err(vec![FieldViolation::new("body", "must be a JSON object")]),
         },
         BodyRule::Field(field) => {
             let mut root = Map::new();
-            let value = parse_body(body)?;
+            let value = parse_body(body, field.json_name())?;
             if !value.is_null() {
                 root.insert(field.json_name().to_owned(), value);
             }
@@ -137,12 +138,134 @@ fn nested_too_deeply(message: &DynamicMessage, level: usize, path: &str) -> Opti
     None
 }
 
-fn parse_body(body: &[u8]) -> Result<Json, Vec<FieldViolation>> {
+/// The body's JSON. A key given twice in one object is refused, named by
+/// its path under `prefix` (where the body goes in the request): JSON
+/// parsers disagree on which of the two wins, so neither is chosen.
+fn parse_body(body: &[u8], prefix: &str) -> Result<Json, Vec<FieldViolation>> {
+    use serde::de::DeserializeSeed as _;
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(Json::Null);
     }
-    serde_json::from_slice(body)
-        .map_err(|error| vec![FieldViolation::new("body", format!("is not valid JSON: {error}"))])
+    let duplicate = Cell::new(None);
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let parsed = StrictJson {
+        path: prefix.to_owned(),
+        unnamed: false,
+        duplicate: &duplicate,
+    }
+    .deserialize(&mut deserializer)
+    .and_then(|json| deserializer.end().map(|()| json));
+    // Text that is not JSON is refused as such, even after a duplicate.
+    let json = parsed.map_err(|error| vec![FieldViolation::new("body", format!("is not valid JSON: {error}"))])?;
+    match duplicate.take() {
+        // A whole body that is not an object is refused as that instead.
+        Some(_) if prefix.is_empty() && !json.is_object() => Ok(json),
+        Some(path) => Err(vec![FieldViolation::new(
+            if path.is_empty() { "body".to_owned() } else { path },
+            "is given more than once in one JSON object",
+        )]),
+        None => Ok(json),
+    }
+}
+
+/// Reads JSON as `serde_json::Value` does, and leaves in `duplicate` the
+/// path of the first key an object holds twice (an empty key by the path
+/// of its object, as `read_fields` names it).
+struct StrictJson<'a> {
+    path: String,
+    /// Whether this value is under an empty key, which names no field:
+    /// what it holds is named by the object that holds the empty key.
+    unnamed: bool,
+    duplicate: &'a Cell<Option<String>>,
+}
+
+impl StrictJson<'_> {
+    fn child(&self, path: String, unnamed: bool) -> Self {
+        StrictJson {
+            path,
+            unnamed,
+            duplicate: self.duplicate,
+        }
+    }
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for StrictJson<'_> {
+    type Value = Json;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Json, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for StrictJson<'_> {
+    type Value = Json;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+        formatter.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, value: bool) -> Result<Json, E> {
+        Ok(Json::Bool(value))
+    }
+
+    fn visit_i64<E>(self, value: i64) -> Result<Json, E> {
+        Ok(Json::from(value))
+    }
+
+    fn visit_u64<E>(self, value: u64) -> Result<Json, E> {
+        Ok(Json::from(value))
+    }
+
+    fn visit_f64<E>(self, value: f64) -> Result<Json, E> {
+        // JSON has no NaN or infinity, so every parsed float is a number.
+        Ok(serde_json::Number::from_f64(value).map_or(Json::Null, Json::Number))
+    }
+
+    fn visit_str<E>(self, value: &str) -> Result<Json, E> {
+        Ok(Json::String(value.to_owned()))
+    }
+
+    fn visit_string<E>(self, value: String) -> Result<Json, E> {
+        Ok(Json::String(value))
+    }
+
+    fn visit_unit<E>(self) -> Result<Json, E> {
+        Ok(Json::Null)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut items: A) -> Result<Json, A::Error> {
+        let mut array = Vec::new();
+        loop {
+            let path = if self.unnamed {
+                self.path.clone()
+            } else {
+                format!("{}[{}]", self.path, array.len())
+            };
+            let Some(item) = items.next_element_seed(self.child(path, self.unnamed))? else {
+                break;
+            };
+            array.push(item);
+        }
+        Ok(Json::Array(array))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut entries: A) -> Result<Json, A::Error> {
+        let mut object = Map::new();
+        while let Some(key) = entries.next_key::<String>()? {
+            let unnamed = self.unnamed || key.is_empty();
+            let path = match (unnamed, self.path.is_empty()) {
+                (true, _) => self.path.clone(),
+                (false, true) => key.clone(),
+                (false, false) => format!("{}.{key}", self.path),
+            };
+            let value = entries.next_value_seed(self.child(path.clone(), unnamed))?;
+            if object.insert(key, value).is_some() {
+                let first = self.duplicate.take();
+                self.duplicate.set(first.or(Some(path)));
+            }
+        }
+        Ok(Json::Object(object))
+    }
 }
 
 fn parse_query(query: &str) -> Vec<(String, String)> {
@@ -186,6 +309,9 @@ fn insert_query(
     key: &str,
     value: String,
 ) -> Result<(), FieldViolation> {
+    if key.is_empty() {
+        return Err(FieldViolation::new("query", "holds a parameter with an empty name"));
+    }
     let parts: Vec<&str> = key.split('.').collect();
     let unknown = || FieldViolation::new(key, format!("is not a field of {}", input.name()));
     let mut message = input.clone();
@@ -332,6 +458,11 @@ fn read_fields(
         }
     };
     for (key, value) in object {
+        if key.is_empty() {
+            let object = if prefix.is_empty() { "body" } else { prefix };
+            violations.push(FieldViolation::new(object, "holds an empty key, which names no field"));
+            continue;
+        }
         let path = path_of(&key);
         let Some(field) = field_named(descriptor, &key) else {
             violations.push(FieldViolation::new(

@@ -103,6 +103,74 @@ async fn resamples_are_capped(backend: Backend) {
         .expect("the cap itself is allowed");
 }
 
+/// A caller-chosen seed cannot defeat the cache: each new seed (or
+/// resample count) the cache cannot answer counts against the
+/// organisation's fresh-bootstrap quota; a seed asked again is answered from
+/// the cache, and the default bootstrap never counts.
+async fn new_seeds_are_limited_and_repeated_seeds_are_cached(backend: Backend) {
+    let app = spawn_app_with(backend, &[("METRIX_BENCHMARK__FRESH_BOOTSTRAPS_PER_MINUTE", "2")]).await;
+    app.peers.add_peers(
+        "devtools",
+        "arr_1m_5m",
+        "ndr",
+        "2026-Q2",
+        &[100.0, 101.0, 102.0, 103.0, 104.0, 105.0, 106.0],
+    );
+    let token = app.user(&new_organization(), Role::Analyst);
+    let seeded = |seed: Option<u64>| GetBenchmarkRequest {
+        bootstrap_seed: seed,
+        ..ndr("arr_1m_5m")
+    };
+    for seed in [1, 2] {
+        let answer = app
+            .client()
+            .get_benchmark(authorized(seeded(Some(seed)), &token))
+            .await
+            .expect("within the fresh-bootstrap quota")
+            .into_inner();
+        assert!(!answer.results[0].cached, "seed {seed} is computed");
+    }
+    let refused = assert_code(
+        app.client().get_benchmark(authorized(seeded(Some(3)), &token)).await,
+        Code::ResourceExhausted,
+    );
+    assert!(refused.message().contains("seed"), "{}", refused.message());
+    assert!(
+        refused
+            .get_details_retry_info()
+            .and_then(|info| info.retry_delay)
+            .is_some()
+    );
+    // A resample count other than the default (the test server's is 500)
+    // is a new bootstrap too.
+    let resampled = GetBenchmarkRequest {
+        bootstrap_resamples: 400,
+        ..ndr("arr_1m_5m")
+    };
+    assert_code(
+        app.client().get_benchmark(authorized(resampled, &token)).await,
+        Code::ResourceExhausted,
+    );
+    let again = app
+        .client()
+        .get_benchmark(authorized(seeded(Some(1)), &token))
+        .await
+        .expect("a seed asked before is answered from the cache")
+        .into_inner();
+    assert!(again.results[0].cached);
+    for _ in 0..3 {
+        app.client()
+            .get_benchmark(authorized(seeded(None), &token))
+            .await
+            .expect("the default bootstrap never counts");
+    }
+    let other = app.user(&new_organization(), Role::Analyst);
+    app.client()
+        .get_benchmark(authorized(seeded(Some(3)), &other))
+        .await
+        .expect("another organisation has its own quota");
+}
+
 /// A time series is computed once, then served from the cache until KPIs
 /// change.
 async fn time_series_are_cached_until_kpis_change(backend: Backend) {
@@ -164,5 +232,6 @@ async fn time_series_are_cached_until_kpis_change(backend: Backend) {
 both_backends!(
     queries_are_limited_per_organisation_and_audited,
     resamples_are_capped,
+    new_seeds_are_limited_and_repeated_seeds_are_cached,
     time_series_are_cached_until_kpis_change,
 );
