@@ -213,7 +213,7 @@ async fn another_service_verifies_tokens_and_api_keys_through_auth() {
         .key;
     // Services run with a platform service account, as created by
     // `metrix auth create-service-account --scopes api-keys:verify`.
-    let (account, client_secret) = metrix_auth::service::create_service_account(
+    let (account, client_secret) = metrix_auth::app::create_service_account(
         &mesh.auth_state.store,
         &organization_id,
         "metrics",

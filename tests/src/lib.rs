@@ -132,7 +132,7 @@ impl Mesh {
             .ensure_platform_organization()
             .await
             .expect("the platform organisation");
-        let (account, secret) = metrix_auth::service::create_service_account(
+        let (account, secret) = metrix_auth::app::create_service_account(
             &auth_state.store,
             metrix_auth::store::PLATFORM_ORGANIZATION_ID,
             "mesh services",

@@ -7,6 +7,7 @@
 //! [`AuthServer::build`] connects to the store, runs the migrations, makes
 //! sure signing keys exist and starts serving; `main` only picks it.
 
+pub mod app;
 pub mod audit;
 pub mod domain;
 pub mod error;
@@ -38,11 +39,12 @@ use metrix_proto::auth::v1::auth_service_server::AuthServiceServer;
 use secrecy::ExposeSecret;
 use tonic::Status;
 
+pub use crate::app::AuthState;
 pub use crate::error::AuthError;
 use crate::keys::KeyRing;
 use crate::oauth::OidcProvider;
 use crate::revocations::Revocations;
-pub use crate::service::{AuthApi, AuthState};
+pub use crate::service::AuthApi;
 pub use crate::settings::AuthSettings;
 use crate::store::AuthStore;
 use crate::throttle::Throttle;
@@ -233,7 +235,7 @@ impl AuthServer {
 /// Reloads the keys when another instance announces a rotation, and on a
 /// timer in case an announcement is missed.
 async fn spawn_key_reloads(state: Arc<AuthState>, backends: &Backends, shutdown: Shutdown) {
-    let announcements = match backends.pubsub.subscribe(service::KEYS_ROTATED_CHANNEL).await {
+    let announcements = match backends.pubsub.subscribe(app::KEYS_ROTATED_CHANNEL).await {
         Ok(stream) => Some(stream),
         Err(error) => {
             tracing::warn!(error = %metrix_core::error::error_chain(&error), "cannot subscribe to key rotations, relying on the timer");

@@ -14,10 +14,10 @@ use metrix_core::reference::{REVENUE_BANDS, SECTORS};
 use metrix_core::time::{civil_date, now_micros};
 use metrix_proto::metrics::v1::{BusinessModel, KpiSource};
 
+use crate::app::{MetricsState, peer_key};
 use crate::error::MetricsError;
 use crate::events::NewEvent;
 use crate::period::Period;
-use crate::service::{MetricsState, peer_key};
 use crate::store::{CompanyRow, NewKpi};
 
 /// The seed `metrix dev` and `metrix seed-demo` use by default.

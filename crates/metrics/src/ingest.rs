@@ -27,9 +27,9 @@ use metrix_core::time::micros_of;
 use metrix_proto::metrics::v1::{Event, ListEventsResponse};
 use prost::Message as _;
 
+use crate::app::{MetricsState, events_channel};
 use crate::error::MetricsError;
 use crate::events::{NewEvent, event_to_proto, struct_to_json};
-use crate::service::{MetricsState, events_channel};
 use crate::settings::QueueSettings;
 
 /// The stream queued events wait in.

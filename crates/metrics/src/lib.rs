@@ -6,6 +6,7 @@
 //! starts serving; `main` only picks it. Callers are authenticated with the
 //! auth service's published keys (tokens) and its VerifyApiKey (API keys).
 
+pub mod app;
 pub mod catalog;
 pub mod company;
 pub mod dashboard;
@@ -39,8 +40,9 @@ use metrix_core::storage::{Database, Migrations, StorageError};
 use metrix_proto::metrics::v1::metrics_service_server::MetricsServiceServer;
 use secrecy::{ExposeSecret, SecretString};
 
+pub use crate::app::MetricsState;
 pub use crate::error::MetricsError;
-pub use crate::service::{MetricsApi, MetricsState};
+pub use crate::service::MetricsApi;
 pub use crate::settings::MetricsSettings;
 use crate::store::MetricsStore;
 

@@ -314,7 +314,7 @@ async fn dev_service_account(auth: &metrix_auth::AuthState, data_dir: &Path) -> 
         .ensure_platform_organization()
         .await
         .context("creating the platform organisation")?;
-    let (account, secret) = metrix_auth::service::create_service_account(
+    let (account, secret) = metrix_auth::app::create_service_account(
         &auth.store,
         metrix_auth::store::PLATFORM_ORGANIZATION_ID,
         "dev mesh services",

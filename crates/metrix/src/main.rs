@@ -240,7 +240,7 @@ async fn auth(command: AuthCommand, environment: &dyn EnvironmentSource) -> Resu
             let state = metrix_auth::build_state(&settings, database, &backends)
                 .await
                 .context("loading signing keys")?;
-            let rotation = metrix_auth::service::rotate_keys(&state)
+            let rotation = metrix_auth::app::rotate_keys(&state)
                 .await
                 .context("rotating signing keys")?;
             println!(
@@ -274,10 +274,9 @@ async fn auth(command: AuthCommand, environment: &dyn EnvironmentSource) -> Resu
                 .await
                 .context("reading the organisation")?
                 .context("--organization-id: no such organisation")?;
-            let (account, secret) =
-                metrix_auth::service::create_service_account(&store, &organization_id, &name, &scopes)
-                    .await
-                    .context("creating the service account")?;
+            let (account, secret) = metrix_auth::app::create_service_account(&store, &organization_id, &name, &scopes)
+                .await
+                .context("creating the service account")?;
             println!(
                 "METRIX_SERVICE_CLIENT_ID={}\nMETRIX_SERVICE_CLIENT_SECRET={secret}",
                 account.client_id

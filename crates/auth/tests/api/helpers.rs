@@ -186,7 +186,7 @@ impl TestApp {
     pub async fn platform_token(&self, scopes: &[metrix_core::authn::Scope]) -> String {
         let organization_id = self.sign_up(&unique_email()).await.user.expect("user").organization_id;
         let (account, secret) =
-            metrix_auth::service::create_service_account(&self.state.store, &organization_id, "platform", scopes)
+            metrix_auth::app::create_service_account(&self.state.store, &organization_id, "platform", scopes)
                 .await
                 .expect("service account");
         self.client

@@ -654,7 +654,7 @@ async fn a_revoked_api_key_is_refused_elsewhere_despite_a_cached_verification(ba
         .expect("key")
         .into_inner();
     // Another service's authenticator, with the service's own account.
-    let (account, secret) = metrix_auth::service::create_service_account(
+    let (account, secret) = metrix_auth::app::create_service_account(
         &app.state.store,
         &organization_id,
         "metrics",

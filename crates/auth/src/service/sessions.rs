@@ -1,0 +1,576 @@
+//! Sign-up, sign-in (password, Google, ID token), refresh, sign-out and
+//! token validation.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use metrix_core::authn::{Scope, TokenError};
+use metrix_core::client::ClientInfo;
+use metrix_core::error::FieldViolation;
+use metrix_core::time::{duration_micros, now_micros, timestamp};
+use metrix_proto::auth::v1::*;
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use tonic::Request;
+
+use crate::audit::AuditEntry;
+use crate::domain::{DisplayName, Email, NewPassword};
+use crate::error::AuthError;
+use crate::oauth::Identity;
+use crate::passwords;
+use crate::secrets::{constant_time_eq, digest, pkce_challenge, random_token};
+use crate::store::{NewUser, RefreshRow, UserRow};
+use crate::tokens::{REFRESH_TOKEN_PREFIX, open_answer, seal_answer};
+
+use super::users::user_to_proto;
+use super::{AuthApi, seconds_to_micros};
+
+/// What is remembered between GetAuthUrl and the callback, under the state.
+#[derive(Serialize, Deserialize)]
+struct PendingAuthorization {
+    /// The caller's PKCE challenge; the verifier never reaches the server
+    /// before the callback.
+    code_challenge: String,
+    nonce: String,
+    redirect_uri: String,
+}
+
+/// How long an OAuth `state` is remembered.
+const OAUTH_STATE_TTL: Duration = Duration::from_secs(600);
+
+/// The provider name of Google identities.
+pub(super) const GOOGLE: &str = "google";
+
+fn default_display_name(email: &Email) -> String {
+    email.as_str().split('@').next().unwrap_or_default().to_owned()
+}
+
+/// A PKCE S256 challenge: 43 base64url characters.
+fn is_pkce_challenge(text: &str) -> bool {
+    text.len() == 43
+        && text
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_')
+}
+
+/// A PKCE verifier (RFC 7636 section 4.1).
+fn is_pkce_verifier(text: &str) -> bool {
+    (43..=128).contains(&text.len())
+        && text
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || b"-._~".contains(&byte))
+}
+
+fn oauth_state_key(state: &str) -> String {
+    format!("auth:oauth:state:{}", digest(state))
+}
+
+impl AuthApi {
+    /// What every successful sign-in (or sign-up) does: audit it, note it,
+    /// and start a session.
+    pub(super) async fn complete_sign_in(
+        &self,
+        user: &UserRow,
+        kind: AuditEventKind,
+        method: &str,
+        client: &ClientInfo,
+    ) -> Result<TokenPair, AuthError> {
+        if user.deactivated_at.is_some() {
+            let details = BTreeMap::from([("method", method.to_owned()), ("reason", "deactivated".to_owned())]);
+            self.audit(AuditEntry {
+                kind: AuditEventKind::SignInFailed,
+                organization_id: &user.organization_id,
+                actor_id: "",
+                subject_id: &user.user_id,
+                client,
+                details,
+            })
+            .await?;
+            return Err(AuthError::Unauthenticated("this account is deactivated"));
+        }
+        let details = BTreeMap::from([("method", method.to_owned())]);
+        self.audit(AuditEntry {
+            kind,
+            organization_id: &user.organization_id,
+            actor_id: &user.user_id,
+            subject_id: &user.user_id,
+            client,
+            details,
+        })
+        .await?;
+        self.state.store.record_sign_in(&user.user_id).await?;
+        self.state.tokens.start_session(user).await
+    }
+
+    /// Signs in (or up) the owner of a verified external identity.
+    pub(super) async fn sign_in_with_identity(
+        &self,
+        identity: Identity,
+        client: &ClientInfo,
+    ) -> Result<(UserRow, TokenPair, bool), AuthError> {
+        let store = &self.state.store;
+        let email = Email::parse("id_token", &identity.email)?;
+        let (user, new_user) = match store.user_by_identity(GOOGLE, &identity.subject).await? {
+            Some(user) => (user, false),
+            None => match store.user_by_email(email.as_str()).await? {
+                Some(user) if user.password_hash.is_some() => {
+                    // Password sign-up does not prove the address, so the
+                    // account may belong to whoever typed it first: linking
+                    // would hand the provider's (verified) owner an account
+                    // someone else can still enter. The owner signs in with
+                    // the password instead.
+                    tracing::info!(user_id = %user.user_id, "google sign-in refused: a password account holds this email");
+                    return Err(AuthError::FailedPrecondition(
+                        "an account with this email signs in with a password; sign in with it instead",
+                    ));
+                }
+                Some(user) => {
+                    // An account without a password was created through this
+                    // provider's verified email (another subject of the same
+                    // provider, such as a re-created Google account).
+                    store
+                        .link_identity(GOOGLE, &identity.subject, &user.user_id, email.as_str())
+                        .await?;
+                    let linked = store
+                        .user_by_id(&user.user_id)
+                        .await?
+                        .ok_or(AuthError::NotFound("user"))?;
+                    (linked, false)
+                }
+                None => {
+                    let display_name = identity.name.clone().unwrap_or_else(|| default_display_name(&email));
+                    let organization_name = format!("{display_name}'s organisation");
+                    let user = store
+                        .create_organization_with_admin(
+                            &organization_name,
+                            NewUser {
+                                email: email.as_str(),
+                                display_name: &display_name,
+                                password_hash: None,
+                                identity: Some((GOOGLE, &identity.subject)),
+                            },
+                        )
+                        .await?;
+                    (user, true)
+                }
+            },
+        };
+        let kind = if new_user {
+            AuditEventKind::SignUp
+        } else {
+            AuditEventKind::SignInSucceeded
+        };
+        let tokens = self.complete_sign_in(&user, kind, GOOGLE, client).await?;
+        Ok((user, tokens, new_user))
+    }
+
+    pub(super) async fn sign_up(&self, request: Request<SignUpRequest>) -> Result<SignUpResponse, AuthError> {
+        let client = self.client(&request);
+        let request = request.into_inner();
+        let mut violations = Vec::new();
+        let email = Email::parse("email", &request.email)
+            .map_err(|violation| violations.push(violation))
+            .ok();
+        let password = NewPassword::parse("password", &request.password)
+            .map_err(|violation| violations.push(violation))
+            .ok();
+        let display_name = if request.display_name.trim().is_empty() {
+            None
+        } else {
+            DisplayName::parse("display_name", &request.display_name)
+                .map_err(|violation| violations.push(violation))
+                .ok()
+        };
+        let invited = !request.invitation_token.trim().is_empty();
+        let organization_name = if invited {
+            None
+        } else {
+            DisplayName::parse("organization_name", &request.organization_name)
+                .map_err(|violation| violations.push(violation))
+                .ok()
+        };
+        let (Some(email), Some(password)) = (email, password) else {
+            return Err(violations.into());
+        };
+        if !violations.is_empty() {
+            return Err(violations.into());
+        }
+        self.state.throttle.check_ip("sign-up", client.ip).await?;
+        let display_name = display_name.map_or_else(|| default_display_name(&email), |name| name.as_str().to_owned());
+        let password_hash = passwords::hash(SecretString::from(password.expose().to_owned())).await?;
+        let new_user = NewUser {
+            email: email.as_str(),
+            display_name: &display_name,
+            password_hash: Some(&password_hash),
+            identity: None,
+        };
+        let user = match organization_name {
+            Some(organization_name) => {
+                self.state
+                    .store
+                    .create_organization_with_admin(organization_name.as_str(), new_user)
+                    .await?
+            }
+            None => {
+                self.state
+                    .store
+                    .create_invited_user(&digest(request.invitation_token.trim()), new_user)
+                    .await?
+            }
+        };
+        let tokens = self
+            .complete_sign_in(&user, AuditEventKind::SignUp, "password", &client)
+            .await?;
+        Ok(SignUpResponse {
+            user: Some(user_to_proto(user)),
+            tokens: Some(tokens),
+        })
+    }
+
+    pub(super) async fn sign_in(&self, request: Request<SignInRequest>) -> Result<SignInResponse, AuthError> {
+        let client = self.client(&request);
+        let request = request.into_inner();
+        let email = Email::parse("email", &request.email)?;
+        if request.password.is_empty() {
+            return Err(FieldViolation::new("password", "is required").into());
+        }
+        let throttle = &self.state.throttle;
+        throttle.check_ip("sign-in", client.ip).await?;
+        let attempt = throttle.begin_attempt(&email).await?;
+        let user = self.state.store.user_by_email(email.as_str()).await?;
+        let stored_hash = user.as_ref().and_then(|user| user.password_hash.clone());
+        let matches = passwords::verify(SecretString::from(request.password), stored_hash).await?;
+        let Some(user) = user.filter(|_| matches) else {
+            let lockout = throttle.record_failure(&email, attempt).await?;
+            if let Some(user) = self.state.store.user_by_email(email.as_str()).await? {
+                let details = BTreeMap::from([("reason", "wrong password".to_owned())]);
+                self.audit(AuditEntry {
+                    kind: AuditEventKind::SignInFailed,
+                    organization_id: &user.organization_id,
+                    actor_id: "",
+                    subject_id: &user.user_id,
+                    client: &client,
+                    details,
+                })
+                .await?;
+                if let Some(lockout) = lockout {
+                    let details = BTreeMap::from([("lockout_seconds", lockout.as_secs().to_string())]);
+                    self.audit(AuditEntry {
+                        kind: AuditEventKind::AccountLocked,
+                        organization_id: &user.organization_id,
+                        actor_id: "",
+                        subject_id: &user.user_id,
+                        client: &client,
+                        details,
+                    })
+                    .await?;
+                }
+            }
+            return Err(AuthError::Unauthenticated("invalid email or password"));
+        };
+        throttle.record_success(&email).await?;
+        let tokens = self
+            .complete_sign_in(&user, AuditEventKind::SignInSucceeded, "password", &client)
+            .await?;
+        Ok(SignInResponse {
+            user: Some(user_to_proto(user)),
+            tokens: Some(tokens),
+        })
+    }
+
+    pub(super) async fn get_auth_url(
+        &self,
+        request: Request<GetAuthUrlRequest>,
+    ) -> Result<GetAuthUrlResponse, AuthError> {
+        let provider = self.require_provider()?;
+        let request = request.into_inner();
+        let mut violations = Vec::new();
+        let redirect_uri = provider
+            .redirect_uri(request.redirect_uri.trim())
+            .map_err(|violation| violations.push(violation))
+            .ok();
+        let code_challenge = request.code_challenge.trim();
+        if !is_pkce_challenge(code_challenge) {
+            violations.push(FieldViolation::new(
+                "code_challenge",
+                "must be the base64url S256 challenge (43 characters) of a PKCE verifier",
+            ));
+        }
+        let Some(redirect_uri) = redirect_uri.filter(|_| violations.is_empty()) else {
+            return Err(violations.into());
+        };
+        let state = random_token("");
+        let pending = PendingAuthorization {
+            code_challenge: code_challenge.to_owned(),
+            nonce: random_token(""),
+            redirect_uri: redirect_uri.to_string(),
+        };
+        let url = provider.authorization_url(&redirect_uri, &state, &pending.nonce, &pending.code_challenge);
+        let stored = serde_json::to_vec(&pending).expect("pending authorizations serialise");
+        self.state
+            .cache
+            .set(&oauth_state_key(&state), &stored, OAUTH_STATE_TTL)
+            .await?;
+        Ok(GetAuthUrlResponse {
+            authorization_url: url.to_string(),
+            state,
+            expire_time: Some(timestamp(now_micros() + duration_micros(OAUTH_STATE_TTL))),
+        })
+    }
+
+    pub(super) async fn handle_oauth_callback(
+        &self,
+        request: Request<HandleOAuthCallbackRequest>,
+    ) -> Result<HandleOAuthCallbackResponse, AuthError> {
+        let client = self.client(&request);
+        let request = request.into_inner();
+        let provider = self.require_provider()?;
+        let mut violations = Vec::new();
+        if request.code.trim().is_empty() {
+            violations.push(FieldViolation::new("code", "is required"));
+        }
+        if request.state.trim().is_empty() {
+            violations.push(FieldViolation::new("state", "is required"));
+        }
+        if !is_pkce_verifier(request.code_verifier.trim()) {
+            violations.push(FieldViolation::new(
+                "code_verifier",
+                "must be the PKCE verifier (43 to 128 unreserved characters) given to GetAuthUrl",
+            ));
+        }
+        if !violations.is_empty() {
+            return Err(violations.into());
+        }
+        self.state.throttle.check_ip("oauth", client.ip).await?;
+        // Taking the state makes it single-use: a replayed callback finds nothing.
+        let pending = self
+            .state
+            .cache
+            .take(&oauth_state_key(request.state.trim()))
+            .await?
+            .and_then(|bytes| serde_json::from_slice::<PendingAuthorization>(&bytes).ok())
+            .ok_or_else(|| {
+                AuthError::invalid(FieldViolation::new(
+                    "state",
+                    "is unknown, used or expired: start the sign-in again",
+                ))
+            })?;
+        let code_verifier = request.code_verifier.trim();
+        if !constant_time_eq(&pkce_challenge(code_verifier), &pending.code_challenge) {
+            return Err(
+                FieldViolation::new("code_verifier", "does not match the challenge given to GetAuthUrl").into(),
+            );
+        }
+        let id_token = provider
+            .exchange_code(request.code.trim(), &pending.redirect_uri, code_verifier)
+            .await?;
+        let identity = provider.verify_id_token(&id_token, Some(&pending.nonce)).await?;
+        let (user, tokens, new_user) = self.sign_in_with_identity(identity, &client).await?;
+        Ok(HandleOAuthCallbackResponse {
+            user: Some(user_to_proto(user)),
+            tokens: Some(tokens),
+            new_user,
+        })
+    }
+
+    pub(super) async fn sign_in_with_id_token(
+        &self,
+        request: Request<SignInWithIdTokenRequest>,
+    ) -> Result<SignInWithIdTokenResponse, AuthError> {
+        let client = self.client(&request);
+        let request = request.into_inner();
+        let provider = self.require_provider()?;
+        if request.id_token.trim().is_empty() {
+            return Err(FieldViolation::new("id_token", "is required").into());
+        }
+        self.state.throttle.check_ip("oauth", client.ip).await?;
+        let nonce = Some(request.nonce.trim()).filter(|nonce| !nonce.is_empty());
+        let identity = provider.verify_id_token(request.id_token.trim(), nonce).await?;
+        let (user, tokens, new_user) = self.sign_in_with_identity(identity, &client).await?;
+        Ok(SignInWithIdTokenResponse {
+            user: Some(user_to_proto(user)),
+            tokens: Some(tokens),
+            new_user,
+        })
+    }
+
+    pub(super) async fn refresh_token(
+        &self,
+        request: Request<RefreshTokenRequest>,
+    ) -> Result<RefreshTokenResponse, AuthError> {
+        let client = self.client(&request);
+        let presented = request.into_inner().refresh_token;
+        let presented = presented.trim();
+        if presented.is_empty() {
+            return Err(FieldViolation::new("refresh_token", "is required").into());
+        }
+        self.state.throttle.check_ip("refresh", client.ip).await?;
+        const INVALID: AuthError = AuthError::Unauthenticated("invalid refresh token");
+        if !presented.starts_with(REFRESH_TOKEN_PREFIX) {
+            return Err(INVALID);
+        }
+        let store = &self.state.store;
+        let spent_hash = digest(presented);
+        let row = store.refresh_token(&spent_hash).await?.ok_or(INVALID)?;
+        if row.revoked_at.is_some() {
+            return Err(AuthError::Unauthenticated("the session was revoked: sign in again"));
+        }
+        if row.family_expires_at <= now_micros() {
+            return Err(AuthError::Unauthenticated("the session expired: sign in again"));
+        }
+        let user = store.user_by_id(&row.user_id).await?.ok_or(INVALID)?;
+        if user.deactivated_at.is_some() {
+            return Err(AuthError::Unauthenticated("this account is deactivated"));
+        }
+        let row = if row.used_at.is_none() {
+            let successor = random_token(REFRESH_TOKEN_PREFIX);
+            let successor_hash = digest(&successor);
+            let tokens = self
+                .state
+                .tokens
+                .pair(&user, &row.family_id, successor, row.family_expires_at)
+                .await?;
+            let sealed = seal_answer(presented, &tokens)?;
+            if store
+                .spend_refresh_token(&spent_hash, &row.family_id, &successor_hash, &sealed)
+                .await?
+            {
+                return Ok(RefreshTokenResponse { tokens: Some(tokens) });
+            }
+            // A concurrent refresh of the same token (two tabs of one
+            // browser) spent it first: its answer is this one's too. The
+            // pair made here was never handed out and its refresh token
+            // never stored.
+            store.refresh_token(&spent_hash).await?.ok_or(INVALID)?
+        } else {
+            row
+        };
+        if row.revoked_at.is_some() {
+            return Err(AuthError::Unauthenticated("the session was revoked: sign in again"));
+        }
+        if let Some(tokens) = self.retry_answer(&row, presented) {
+            return Ok(RefreshTokenResponse { tokens: Some(tokens) });
+        }
+        // A spent token came back after the grace window, or after the pair
+        // it was exchanged for was used: whoever holds it may be an
+        // attacker, so the whole session ends, access tokens included.
+        self.revoke_reused_family(&row, &client).await?;
+        Err(AuthError::Unauthenticated(
+            "refresh token reused: the session was revoked, sign in again",
+        ))
+    }
+
+    /// The pair a spent refresh token was exchanged for, if presenting it
+    /// again is a retry: within the grace window, and before that pair's
+    /// refresh token was used (a client that lost the answer cannot have).
+    pub(super) fn retry_answer(&self, row: &RefreshRow, presented: &str) -> Option<TokenPair> {
+        let used_at = row.used_at?;
+        let grace = duration_micros(self.state.tokens.policy.refresh_reuse_grace);
+        if now_micros() - used_at > grace || row.successor_used_at.is_some() {
+            return None;
+        }
+        open_answer(presented, row.successor_answer.as_deref()?)
+    }
+
+    /// Ends the session of a reused refresh token, announces it and audits it.
+    pub(super) async fn revoke_reused_family(&self, row: &RefreshRow, client: &ClientInfo) -> Result<(), AuthError> {
+        let expires_at = self.state.revocations.expires_at();
+        let Some(revocation) = self
+            .state
+            .store
+            .revoke_family(&row.family_id, "refresh token reused", expires_at)
+            .await?
+        else {
+            return Ok(());
+        };
+        self.announce(&[revocation]).await;
+        tracing::warn!(organization_id = %row.organization_id, user_id = %row.user_id, family_id = %row.family_id, "refresh token reused, session revoked");
+        let details = BTreeMap::from([("family_id", row.family_id.clone())]);
+        self.audit(AuditEntry {
+            kind: AuditEventKind::RefreshTokenReused,
+            organization_id: &row.organization_id,
+            actor_id: "",
+            subject_id: &row.user_id,
+            client,
+            details,
+        })
+        .await?;
+        self.state.tokens.close_session(&row.family_id).await
+    }
+
+    pub(super) async fn sign_out(&self, request: Request<SignOutRequest>) -> Result<SignOutResponse, AuthError> {
+        let client = self.client(&request);
+        let presented = request.into_inner().refresh_token;
+        if presented.trim().is_empty() {
+            return Err(FieldViolation::new("refresh_token", "is required").into());
+        }
+        // Signing out is idempotent and says nothing about unknown tokens.
+        let expires_at = self.state.revocations.expires_at();
+        if let Some(row) = self.state.store.refresh_token(&digest(presented.trim())).await?
+            && let Some(revocation) = self
+                .state
+                .store
+                .revoke_family(&row.family_id, "signed out", expires_at)
+                .await?
+        {
+            self.announce(&[revocation]).await;
+            let details = BTreeMap::from([("family_id", row.family_id.clone())]);
+            self.audit(AuditEntry {
+                kind: AuditEventKind::SignedOut,
+                organization_id: &row.organization_id,
+                actor_id: &row.user_id,
+                subject_id: &row.user_id,
+                client: &client,
+                details,
+            })
+            .await?;
+            // Last: the revocation and its record stand even if the cache
+            // is down (a stale marker cannot reopen a revoked session).
+            self.state.tokens.close_session(&row.family_id).await?;
+        }
+        Ok(SignOutResponse {})
+    }
+
+    pub(super) async fn validate_token(
+        &self,
+        request: Request<ValidateTokenRequest>,
+    ) -> Result<ValidateTokenResponse, AuthError> {
+        let token = request.into_inner().access_token;
+        if token.trim().is_empty() {
+            return Err(FieldViolation::new("access_token", "is required").into());
+        }
+        let header =
+            jsonwebtoken::decode_header(token.trim()).map_err(|_| AuthError::Unauthenticated("malformed token"))?;
+        let claims = self
+            .state
+            .verifier
+            .verify(token.trim())
+            .await
+            .map_err(|error| match error {
+                TokenError::KeysUnavailable => AuthError::Crypto("own signing keys unavailable"),
+                TokenError::RevocationsUnavailable => AuthError::Unavailable("token revocations unavailable"),
+                TokenError::SessionRevoked => AuthError::Unauthenticated("the session was signed out or revoked"),
+                TokenError::Superseded => {
+                    AuthError::Unauthenticated("the token was superseded by a change of role or account")
+                }
+                _ => AuthError::Unauthenticated("invalid access token"),
+            })?;
+        if let Some(session_id) = &claims.sid
+            && !self.state.tokens.session_is_open(session_id).await?
+        {
+            return Err(AuthError::Unauthenticated("the session was signed out or revoked"));
+        }
+        let scopes =
+            Scope::parse_list(&claims.scope).map_err(|_| AuthError::Unauthenticated("invalid access token"))?;
+        Ok(ValidateTokenResponse {
+            subject: claims.sub,
+            organization_id: claims.org,
+            role: claims.role.to_proto().into(),
+            scopes: scopes.iter().map(|scope| scope.as_str().to_owned()).collect(),
+            session_id: claims.sid.unwrap_or_default(),
+            key_id: header.kid.unwrap_or_default(),
+            issue_time: Some(timestamp(seconds_to_micros(claims.iat))),
+            expire_time: Some(timestamp(seconds_to_micros(claims.exp))),
+        })
+    }
+}

@@ -1,0 +1,96 @@
+//! Custom data points: recording and querying series.
+
+use metrix_core::authn::Scope;
+use metrix_core::time::{now_micros, timestamp};
+use metrix_proto::metrics::v1::*;
+use prost::Message as _;
+use tonic::{Request, Status};
+
+use crate::error::MetricsError;
+
+use super::{MetricsApi, READERS, authorize};
+
+impl MetricsApi {
+    pub(super) async fn record_data_points(
+        &self,
+        request: Request<RecordDataPointsRequest>,
+    ) -> Result<RecordDataPointsResponse, Status> {
+        let caller = authorize(&request, &READERS, &[Scope::MetricsWrite])?.clone();
+        let encoded_length = request.get_ref().encoded_len();
+        let request = request.into_inner();
+        if encoded_length > crate::events::MAX_BATCH_BYTES {
+            return Err(metrix_core::error::status(
+                metrix_core::error::ErrorKind::ResourceExhausted,
+                format!(
+                    "the batch is {encoded_length} bytes; at most {} bytes per call",
+                    crate::events::MAX_BATCH_BYTES
+                ),
+            ));
+        }
+        if request.data_points.is_empty() || request.data_points.len() > crate::data_points::MAX_BATCH_POINTS {
+            return Err(MetricsError::invalid(
+                "data_points",
+                format!("must hold 1 to {} points", crate::data_points::MAX_BATCH_POINTS),
+            )
+            .into());
+        }
+        let now = now_micros();
+        let mut violations = Vec::new();
+        let mut points = Vec::with_capacity(request.data_points.len());
+        for (index, point) in request.data_points.iter().enumerate() {
+            match crate::data_points::parse_point(&format!("data_points[{index}]"), point, now) {
+                Ok(parsed) => points.push(parsed),
+                Err(problems) => violations.extend(problems),
+            }
+        }
+        if !violations.is_empty() {
+            return Err(MetricsError::from(violations).into());
+        }
+        self.state
+            .store
+            .insert_data_points(&caller.organization_id, &points, now)
+            .await?;
+        Ok(RecordDataPointsResponse {
+            accepted_count: points.len() as i64,
+        })
+    }
+
+    pub(super) async fn query_data_points(
+        &self,
+        request: Request<QueryDataPointsRequest>,
+    ) -> Result<QueryDataPointsResponse, Status> {
+        let caller = authorize(&request, &READERS, &[Scope::Read])?;
+        let query = crate::data_points::parse_query(request.get_ref(), now_micros()).map_err(MetricsError::from)?;
+        let series_type = match query.point_type {
+            DataPointType::Unspecified => self
+                .state
+                .store
+                .series_type(&caller.organization_id, &query.name)
+                .await?
+                .unwrap_or(DataPointType::Gauge),
+            known => known,
+        };
+        let aggregation = crate::data_points::resolve_aggregation(query.aggregation, series_type);
+        let buckets = self
+            .state
+            .store
+            .aggregate_data_points(&caller.organization_id, &query, aggregation)
+            .await?;
+        Ok(QueryDataPointsResponse {
+            buckets: buckets
+                .into_iter()
+                .map(|(start, value, count)| DataPointBucket {
+                    start_time: Some(timestamp(start)),
+                    end_time: Some(timestamp(query.bucket_end(start))),
+                    value,
+                    count,
+                })
+                .collect(),
+            aggregation: aggregation as i32,
+            time_range: Some(metrix_proto::common::v1::TimeRange {
+                start_time: Some(timestamp(query.start)),
+                end_time: Some(timestamp(query.end)),
+            }),
+        })
+    }
+}

@@ -1,0 +1,469 @@
+//! KPI values: recording, listing, calculating, validating and importing.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use metrix_core::authn::{Role, Scope};
+use metrix_core::error::FieldViolation;
+use metrix_core::page_token;
+use metrix_core::time::{now_micros, timestamp};
+use metrix_proto::metrics::v1::*;
+use tonic::{Request, Status};
+
+use crate::app::announce_kpi_changes;
+use crate::error::MetricsError;
+use crate::period::Period;
+use crate::store::{KpiCursor, KpiFilter, KpiRow, NewKpi, RecordOutcome};
+use crate::validation::{self, KpiCandidate};
+use crate::{catalog, formulas, import};
+
+use super::{LIST_PAGE, MetricsApi, READERS, authorize, granularity_filter, metric_filter, period_bound, required};
+
+/// Roles that may import files.
+const IMPORTERS: [Role; 2] = [Role::Analyst, Role::Admin];
+
+/// The most values of one RecordKpis call.
+const MAX_KPI_BATCH: usize = 1_000;
+
+/// The longest KPI note, in characters.
+const MAX_NOTE_LENGTH: usize = 1_000;
+
+/// The most related values of one ValidateKpi call.
+const MAX_RELATED_VALUES: usize = 100;
+
+/// The source of a value sent through the API: unspecified becomes API;
+/// the sources the server sets itself are refused.
+fn api_source(field: &str, value: i32) -> Result<i32, FieldViolation> {
+    match KpiSource::try_from(value) {
+        Ok(KpiSource::Unspecified) => Ok(KpiSource::Api as i32),
+        Ok(KpiSource::Manual | KpiSource::Api | KpiSource::Calculated) => Ok(value),
+        Ok(KpiSource::CsvImport | KpiSource::Demo) => Err(FieldViolation::new(
+            field,
+            "is set by the server for imports and demo data; use MANUAL, API or CALCULATED",
+        )),
+        Err(_) => Err(FieldViolation::new(field, format!("{value} is not a KPI source"))),
+    }
+}
+
+fn kpi_to_proto(row: KpiRow) -> KpiValue {
+    KpiValue {
+        company_id: row.company_id,
+        metric_id: row.metric_id,
+        period: row.period,
+        value: row.value,
+        source: row.source,
+        note: row.note,
+        recorded_at: Some(timestamp(row.recorded_at)),
+        revision: row.revision,
+        latest: row.latest,
+        recorded_by: row.recorded_by,
+    }
+}
+
+impl MetricsApi {
+    pub(super) async fn record_kpis(&self, request: Request<RecordKpisRequest>) -> Result<RecordKpisResponse, Status> {
+        let caller = authorize(&request, &READERS, &[Scope::MetricsWrite])?.clone();
+        let request = request.into_inner();
+        if request.kpi_values.is_empty() {
+            return Err(MetricsError::invalid("kpi_values", "must hold at least one value").into());
+        }
+        if request.kpi_values.len() > MAX_KPI_BATCH {
+            return Err(MetricsError::invalid(
+                "kpi_values",
+                format!(
+                    "holds {} values; at most {MAX_KPI_BATCH} per call",
+                    request.kpi_values.len()
+                ),
+            )
+            .into());
+        }
+        let mut violations = Vec::new();
+        let mut values = Vec::with_capacity(request.kpi_values.len());
+        let mut first_index_of_key: HashMap<(String, String, String), usize> = HashMap::new();
+        for (index, kpi) in request.kpi_values.iter().enumerate() {
+            let prefix = format!("kpi_values[{index}]");
+            let before = violations.len();
+            let company_id = required(&format!("{prefix}.company_id"), &kpi.company_id)
+                .map_err(|violation| violations.push(violation))
+                .ok();
+            let record = validation::validate_record(&kpi.metric_id, &kpi.period, kpi.value)
+                .map_err(|problems| {
+                    violations.extend(
+                        problems
+                            .into_iter()
+                            .map(|(field, description)| FieldViolation::new(format!("{prefix}.{field}"), description)),
+                    );
+                })
+                .ok();
+            let source = api_source(&format!("{prefix}.source"), kpi.source)
+                .map_err(|violation| violations.push(violation))
+                .ok();
+            if kpi.note.chars().count() > MAX_NOTE_LENGTH {
+                violations.push(FieldViolation::new(
+                    format!("{prefix}.note"),
+                    format!("must be at most {MAX_NOTE_LENGTH} characters"),
+                ));
+            }
+            let (Some(company_id), Some((period, spec)), Some(source)) = (company_id, record, source) else {
+                continue;
+            };
+            if violations.len() > before {
+                continue;
+            }
+            let key = (company_id.clone(), spec.id.to_owned(), period.to_string());
+            if let Some(first) = first_index_of_key.get(&key) {
+                violations.push(FieldViolation::new(
+                    prefix,
+                    format!("repeats the company, metric and period of kpi_values[{first}]"),
+                ));
+                continue;
+            }
+            first_index_of_key.insert(key, index);
+            values.push(NewKpi {
+                company_id,
+                metric_id: spec.id.to_owned(),
+                period,
+                value: kpi.value,
+                source,
+                note: kpi.note.clone(),
+            });
+        }
+        let company_ids: BTreeSet<String> = values.iter().map(|value| value.company_id.clone()).collect();
+        let known = self
+            .state
+            .store
+            .companies_of(&caller.organization_id, &company_ids)
+            .await?;
+        for (index, kpi) in request.kpi_values.iter().enumerate() {
+            let company_id = kpi.company_id.trim();
+            if !company_id.is_empty() && company_ids.contains(company_id) && !known.contains(company_id) {
+                violations.push(FieldViolation::new(
+                    format!("kpi_values[{index}].company_id"),
+                    "is not a company of your organisation",
+                ));
+            }
+        }
+        if !violations.is_empty() {
+            return Err(MetricsError::from(violations).into());
+        }
+        let recorded = self
+            .state
+            .store
+            .record_kpis(&caller.organization_id, &caller.subject, now_micros(), &values)
+            .await?;
+        announce_kpi_changes(self.state.pubsub.as_ref(), &recorded).await;
+        let count = |wanted: RecordOutcome| recorded.iter().filter(|(_, outcome)| *outcome == wanted).count() as i64;
+        Ok(RecordKpisResponse {
+            created_count: count(RecordOutcome::Created),
+            updated_count: count(RecordOutcome::Updated),
+            unchanged_count: count(RecordOutcome::Unchanged),
+            kpi_values: recorded.into_iter().map(|(row, _)| kpi_to_proto(row)).collect(),
+        })
+    }
+
+    pub(super) async fn list_kpis(&self, request: Request<ListKpisRequest>) -> Result<ListKpisResponse, Status> {
+        let caller = authorize(&request, &READERS, &[Scope::Read])?.clone();
+        let request = request.into_inner();
+        let mut violations = Vec::new();
+        let metric_ids = metric_filter("metric_ids", &request.metric_ids)
+            .map_err(|problems| violations.extend(problems))
+            .unwrap_or_default();
+        let granularity = granularity_filter("period_granularity", request.period_granularity)
+            .map_err(|violation| violations.push(violation))
+            .unwrap_or_default();
+        let start_month = period_bound("start_period", &request.start_period, false)
+            .map_err(|violation| violations.push(violation))
+            .unwrap_or_default();
+        let end_month = period_bound("end_period", &request.end_period, true)
+            .map_err(|violation| violations.push(violation))
+            .unwrap_or_default();
+        if KpiSource::try_from(request.source).is_err() {
+            violations.push(FieldViolation::new("source", "is not a KPI source"));
+        }
+        if !violations.is_empty() {
+            return Err(MetricsError::from(violations).into());
+        }
+        let company_id = request.company_id.trim().to_owned();
+        if !company_id.is_empty()
+            && self
+                .state
+                .store
+                .company(&caller.organization_id, &company_id)
+                .await?
+                .is_none()
+        {
+            return Err(MetricsError::NotFound("company").into());
+        }
+        let filter = KpiFilter {
+            company_id,
+            metric_ids,
+            granularity,
+            start_month,
+            end_month,
+            source: request.source,
+            include_history: request.include_history,
+        };
+        let filters = format!(
+            "kpis|{}|{}|{}|{}|{:?}|{:?}|{}|{}",
+            caller.organization_id,
+            filter.company_id,
+            filter.metric_ids.join(","),
+            filter.granularity,
+            filter.start_month,
+            filter.end_month,
+            filter.source,
+            filter.include_history
+        );
+        let (size, cursor) =
+            page_token::page_request::<KpiCursor>(request.page_size, &request.page_token, &filters, LIST_PAGE)
+                .map_err(MetricsError::from)?;
+        let rows = self
+            .state
+            .store
+            .list_kpis(&caller.organization_id, &filter, cursor.as_ref(), size + 1)
+            .await?;
+        let (rows, next_page_token) = page_token::paginate(rows, size, &filters, |row| KpiCursor {
+            company_id: row.company_id.clone(),
+            metric_id: row.metric_id.clone(),
+            period_end: row.period_end,
+            period: row.period.clone(),
+            revision: row.revision,
+        });
+        Ok(ListKpisResponse {
+            kpi_values: rows.into_iter().map(kpi_to_proto).collect(),
+            next_page_token,
+        })
+    }
+
+    pub(super) async fn calculate_kpi(
+        &self,
+        request: Request<CalculateKpiRequest>,
+    ) -> Result<CalculateKpiResponse, Status> {
+        authorize(&request, &READERS, &[Scope::Read, Scope::MetricsWrite])?;
+        let request = request.into_inner();
+        let inputs: BTreeMap<String, f64> = request.inputs.into_iter().collect();
+        let calculation = formulas::calculate(request.metric_id.trim(), &inputs)
+            .map_err(|error| MetricsError::from(error.into_field_violations()))?;
+        Ok(calculation.into_proto())
+    }
+
+    pub(super) async fn validate_kpi(
+        &self,
+        request: Request<ValidateKpiRequest>,
+    ) -> Result<ValidateKpiResponse, Status> {
+        let caller = authorize(&request, &READERS, &[Scope::Read, Scope::MetricsWrite])?.clone();
+        let request = request.into_inner();
+        let Some(kpi) = request.kpi else {
+            return Err(MetricsError::invalid("kpi", "is required").into());
+        };
+        if request.related_values.len() > MAX_RELATED_VALUES {
+            return Err(MetricsError::invalid(
+                "related_values",
+                format!("holds more than {MAX_RELATED_VALUES} values"),
+            )
+            .into());
+        }
+        let mut related = validation::RelatedValues::new();
+        let company_id = kpi.company_id.trim();
+        if !company_id.is_empty() {
+            if self
+                .state
+                .store
+                .company(&caller.organization_id, company_id)
+                .await?
+                .is_none()
+            {
+                return Err(MetricsError::NotFound("company").into());
+            }
+            if let Ok(period) = Period::parse(kpi.period.trim()) {
+                related = self
+                    .state
+                    .store
+                    .current_values_for_period(&caller.organization_id, company_id, &period.to_string())
+                    .await?;
+            }
+        }
+        let mut violations = Vec::new();
+        for (index, value) in request.related_values.iter().enumerate() {
+            if catalog::find(value.metric_id.trim()).is_none() {
+                violations.push(FieldViolation::new(
+                    format!("related_values[{index}].metric_id"),
+                    "is not a metric; see ListMetricDefinitions",
+                ));
+                continue;
+            }
+            if !value.period.trim().is_empty() && value.period.trim() != kpi.period.trim() {
+                violations.push(FieldViolation::new(
+                    format!("related_values[{index}].period"),
+                    "must be the period of the validated value",
+                ));
+                continue;
+            }
+            if !value.value.is_finite() {
+                violations.push(FieldViolation::new(
+                    format!("related_values[{index}].value"),
+                    "must be a finite number",
+                ));
+                continue;
+            }
+            related.insert(value.metric_id.trim().to_owned(), value.value);
+        }
+        if !violations.is_empty() {
+            return Err(MetricsError::from(violations).into());
+        }
+        let candidate = KpiCandidate {
+            metric_id: kpi.metric_id.trim().to_owned(),
+            period: kpi.period.trim().to_owned(),
+            value: kpi.value,
+        };
+        Ok(validation::validate(&candidate, &related).into_proto())
+    }
+
+    pub(super) async fn import_kpis(&self, request: Request<ImportKpisRequest>) -> Result<ImportKpisResponse, Status> {
+        let caller = authorize(&request, &IMPORTERS, &[Scope::MetricsWrite])?.clone();
+        let request = request.into_inner();
+        let request_company_id = request.company_id.trim().to_owned();
+        if !request_company_id.is_empty()
+            && self
+                .state
+                .store
+                .company(&caller.organization_id, &request_company_id)
+                .await?
+                .is_none()
+        {
+            return Err(MetricsError::NotFound("company").into());
+        }
+        let mut parsed = import::parse(&request.csv_content, &request_company_id).map_err(MetricsError::from)?;
+        // Rows naming companies outside the organisation are rejected like any bad row.
+        let named: BTreeSet<String> = parsed.accepted.iter().map(|row| row.company_id.clone()).collect();
+        let known = self.state.store.companies_of(&caller.organization_id, &named).await?;
+        let (accepted, foreign): (Vec<_>, Vec<_>) = parsed
+            .accepted
+            .drain(..)
+            .partition(|row| known.contains(&row.company_id));
+        parsed.accepted = accepted;
+        parsed.rejected.extend(foreign.into_iter().map(|row| import::RowIssue {
+            line_number: row.line_number,
+            column: "company_id".to_owned(),
+            reason: "is not a company of your organisation".to_owned(),
+        }));
+        parsed.rejected.sort_by_key(|issue| issue.line_number);
+
+        let warnings = import_warnings(&parsed.accepted);
+        let values: Vec<NewKpi> = parsed
+            .accepted
+            .iter()
+            .map(|row| NewKpi {
+                company_id: row.company_id.clone(),
+                metric_id: row.metric_id.clone(),
+                period: row.period,
+                value: row.value,
+                source: KpiSource::CsvImport as i32,
+                note: row.note.clone(),
+            })
+            .collect();
+        let (mut created, mut updated, mut unchanged) = (0, 0, 0);
+        if !request.dry_run && !values.is_empty() {
+            let recorded = self
+                .state
+                .store
+                .record_kpis(&caller.organization_id, &caller.subject, now_micros(), &values)
+                .await?;
+            announce_kpi_changes(self.state.pubsub.as_ref(), &recorded).await;
+            for (_, outcome) in recorded {
+                match outcome {
+                    RecordOutcome::Created => created += 1,
+                    RecordOutcome::Updated => updated += 1,
+                    RecordOutcome::Unchanged => unchanged += 1,
+                }
+            }
+        }
+        tracing::info!(
+            organization_id = %caller.organization_id,
+            rows = parsed.total_rows,
+            accepted = parsed.accepted.len(),
+            rejected = parsed.rejected.len(),
+            dry_run = request.dry_run,
+            "kpi import"
+        );
+        Ok(ImportKpisResponse {
+            total_row_count: parsed.total_rows as i64,
+            accepted_row_count: parsed.accepted.len() as i64,
+            rejected_row_count: parsed.rejected.len() as i64,
+            created_count: created,
+            updated_count: updated,
+            unchanged_count: unchanged,
+            rejected_rows: parsed.rejected.into_iter().map(row_issue_to_proto).collect(),
+            warnings: warnings.into_iter().map(row_issue_to_proto).collect(),
+            dry_run: request.dry_run,
+        })
+    }
+}
+
+/// Warnings of the accepted rows of an import, checked against the other
+/// rows of the same company and period in the file.
+fn import_warnings(rows: &[import::ImportRow]) -> Vec<import::RowIssue> {
+    let mut related: HashMap<(String, String), validation::RelatedValues> = HashMap::new();
+    for row in rows {
+        related
+            .entry((row.company_id.clone(), row.period.to_string()))
+            .or_default()
+            .insert(row.metric_id.clone(), row.value);
+    }
+    let mut warnings = Vec::new();
+    for row in rows {
+        let period = row.period.to_string();
+        let candidate = KpiCandidate {
+            metric_id: row.metric_id.clone(),
+            period: period.clone(),
+            value: row.value,
+        };
+        let empty = validation::RelatedValues::new();
+        let same_period = related.get(&(row.company_id.clone(), period)).unwrap_or(&empty);
+        let report = validation::validate(&candidate, same_period);
+        let mut reasons: Vec<String> = report
+            .violations
+            .iter()
+            .map(|violation| violation.description.clone())
+            .collect();
+        reasons.extend(
+            report
+                .cross_metric_checks
+                .iter()
+                .filter(|check| check.evaluated && check.status != ValidationStatus::Valid)
+                .map(|check| check.description.clone()),
+        );
+        if !reasons.is_empty() {
+            warnings.push(import::RowIssue {
+                line_number: row.line_number,
+                column: "value".to_owned(),
+                reason: reasons.join("; "),
+            });
+        }
+    }
+    warnings
+}
+
+fn row_issue_to_proto(issue: import::RowIssue) -> ImportRowIssue {
+    ImportRowIssue {
+        line_number: issue.line_number,
+        column: issue.column,
+        reason: issue.reason,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_sources_exclude_server_set_ones() {
+        assert_eq!(api_source("source", 0), Ok(KpiSource::Api as i32));
+        assert_eq!(
+            api_source("source", KpiSource::Manual as i32),
+            Ok(KpiSource::Manual as i32)
+        );
+        assert!(api_source("source", KpiSource::CsvImport as i32).is_err());
+        assert!(api_source("source", KpiSource::Demo as i32).is_err());
+        assert!(api_source("source", 99).is_err());
+    }
+}
