@@ -1,11 +1,18 @@
 //! OpenAPI 3.1, generated from the same descriptors as the routes: paths and
 //! operations from the `google.api.http` rules, schemas from the messages
 //! (canonical proto3 JSON names and types), enums by name, and the proto
-//! comments as descriptions.
+//! comments as descriptions. What the contracts state about each field goes
+//! along: `google.api.field_behavior` (REQUIRED fields in `required`,
+//! OUTPUT_ONLY as `readOnly`, IMMUTABLE and IDENTIFIER as `x-immutable` and
+//! `x-identifier`) and `metrix.common.v1.constraints` as the JSON Schema
+//! keywords of the same meaning.
 
 use std::collections::{BTreeMap, HashMap};
 
-use prost_reflect::{DescriptorPool, EnumDescriptor, FieldDescriptor, Kind, MessageDescriptor, MethodDescriptor};
+use prost_reflect::{
+    DescriptorPool, DynamicMessage, EnumDescriptor, ExtensionDescriptor, FieldDescriptor, Kind, MessageDescriptor,
+    MethodDescriptor, Value,
+};
 use serde_json::{Map, Value as Json, json};
 
 use crate::rest::{BodyRule, Route, RouteTable};
@@ -59,7 +66,137 @@ impl Comments {
 
 struct Builder<'a> {
     comments: &'a Comments,
+    rules: FieldRules,
     schemas: BTreeMap<String, Json>,
+}
+
+/// `google.api.field_behavior` values (AIP-203) the document speaks of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Behavior {
+    Required = 2,
+    OutputOnly = 3,
+    Immutable = 5,
+    Identifier = 8,
+}
+
+/// What the contracts say about fields: their behaviour and their bounds,
+/// read from the field options through the extensions the pool defines.
+struct FieldRules {
+    behavior: Option<ExtensionDescriptor>,
+    constraints: Option<ExtensionDescriptor>,
+}
+
+impl FieldRules {
+    fn read(pool: &DescriptorPool) -> Self {
+        Self {
+            behavior: pool.get_extension_by_name("google.api.field_behavior"),
+            constraints: pool.get_extension_by_name("metrix.common.v1.constraints"),
+        }
+    }
+
+    /// Whether `field` is annotated with `behavior`.
+    fn has(&self, field: &FieldDescriptor, behavior: Behavior) -> bool {
+        let Some(extension) = &self.behavior else {
+            return false;
+        };
+        let options = field.options();
+        if !options.has_extension(extension) {
+            return false;
+        }
+        match options.get_extension(extension).as_ref() {
+            Value::List(values) => values
+                .iter()
+                .any(|value| matches!(value, Value::EnumNumber(number) if *number == behavior as i32)),
+            Value::EnumNumber(number) => *number == behavior as i32,
+            _ => false,
+        }
+    }
+
+    /// The field's `(metrix.common.v1.constraints)`, when it has any.
+    fn constraints(&self, field: &FieldDescriptor) -> Option<DynamicMessage> {
+        let extension = self.constraints.as_ref()?;
+        let options = field.options();
+        if !options.has_extension(extension) {
+            return None;
+        }
+        match options.get_extension(extension).into_owned() {
+            Value::Message(message) => Some(message),
+            _ => None,
+        }
+    }
+
+    /// The names of a message's REQUIRED fields, in field order.
+    fn required(&self, message: &MessageDescriptor) -> Vec<String> {
+        message
+            .fields()
+            .filter(|field| self.has(field, Behavior::Required))
+            .map(|field| field.json_name().to_owned())
+            .collect()
+    }
+
+    /// Adds what the contract says of `field` to its schema: `readOnly`,
+    /// `x-immutable`, `x-identifier` and the bounds. Bounds of a repeated
+    /// field's elements go to `items`, its counts to the array (or, for a
+    /// map, to the object's properties).
+    fn annotate(&self, field: &FieldDescriptor, schema: &mut Json) {
+        let Json::Object(object) = schema else {
+            return;
+        };
+        if self.has(field, Behavior::OutputOnly) {
+            object.insert("readOnly".into(), Json::Bool(true));
+        }
+        if self.has(field, Behavior::Immutable) {
+            object.insert("x-immutable".into(), Json::Bool(true));
+        }
+        if self.has(field, Behavior::Identifier) {
+            object.insert("x-identifier".into(), Json::Bool(true));
+        }
+        let Some(constraints) = self.constraints(field) else {
+            return;
+        };
+        let bound = |name: &str| {
+            constraints
+                .has_field_by_name(name)
+                .then(|| constraints.get_field_by_name(name))
+                .flatten()
+                .map(|value| match value.as_ref() {
+                    Value::U32(number) => json!(number),
+                    Value::F64(number) => number_of(*number),
+                    Value::String(text) => json!(text),
+                    _ => Json::Null,
+                })
+        };
+        let (minimum_count, maximum_count) = if field.is_map() {
+            ("minProperties", "maxProperties")
+        } else {
+            ("minItems", "maxItems")
+        };
+        for (option, keyword) in [("min_items", minimum_count), ("max_items", maximum_count)] {
+            if let Some(value) = bound(option) {
+                object.insert(keyword.into(), value);
+            }
+        }
+        let element = if field.is_list() {
+            match object.get_mut("items") {
+                Some(Json::Object(items)) => items,
+                _ => return,
+            }
+        } else {
+            object
+        };
+        for (option, keyword) in [
+            ("min_length", "minLength"),
+            ("max_length", "maxLength"),
+            ("pattern", "pattern"),
+            ("minimum", "minimum"),
+            ("maximum", "maximum"),
+            ("exclusive_minimum", "exclusiveMinimum"),
+        ] {
+            if let Some(value) = bound(option) {
+                element.insert(keyword.into(), value);
+            }
+        }
+    }
 }
 
 /// The OpenAPI document of every route.
@@ -67,6 +204,7 @@ pub fn document(pool: &DescriptorPool, routes: &RouteTable) -> Json {
     let comments = Comments::read(pool);
     let mut builder = Builder {
         comments: &comments,
+        rules: FieldRules::read(pool),
         schemas: BTreeMap::new(),
     };
     let mut paths: BTreeMap<String, Map<String, Json>> = BTreeMap::new();
@@ -137,12 +275,14 @@ impl Builder<'_> {
         let mut parameters = Vec::new();
         for field_path in &path_fields {
             if let Some(field) = crate::rest::routes::resolve_path(&input, field_path) {
+                let mut schema = self.field_schema(&field);
+                self.rules.annotate(&field, &mut schema);
                 parameters.push(json!({
                     "name": field_path.join("."),
                     "in": "path",
                     "required": true,
                     "description": self.field_description(&field),
-                    "schema": self.field_schema(&field),
+                    "schema": schema,
                 }));
             }
         }
@@ -175,8 +315,13 @@ impl Builder<'_> {
         }
         let request_schema = match &route.body {
             BodyRule::None => None,
-            BodyRule::Whole => Some(self.message_ref(&input)),
-            BodyRule::Field(field) => Some(self.field_schema(field)),
+            BodyRule::Whole => Some(self.body_schema(&input, &bound_top, is_partial_update(&input))),
+            BodyRule::Field(field) => match field.kind() {
+                Kind::Message(message) if !field.is_list() && !is_well_known(&message) => {
+                    Some(self.body_schema(&message, &[], is_partial_update(&input)))
+                }
+                _ => Some(self.field_schema(field)),
+            },
         };
         if let Some(schema) = request_schema {
             operation.insert(
@@ -226,15 +371,51 @@ impl Builder<'_> {
                     }
                 }
             }
-            _ => parameters.push(json!({
-                "name": name,
-                "in": "query",
-                "required": false,
-                "description": self.field_description(field),
-                "schema": self.field_schema(field),
-                "explode": true,
-            })),
+            _ => {
+                let mut schema = self.field_schema(field);
+                self.rules.annotate(field, &mut schema);
+                parameters.push(json!({
+                    "name": name,
+                    "in": "query",
+                    "required": depth == 0 && self.rules.has(field, Behavior::Required),
+                    "description": self.field_description(field),
+                    "schema": schema,
+                    "explode": true,
+                }));
+            }
         }
+    }
+
+    /// The schema of a request body holding `message`: the message's own
+    /// schema, unless some of its REQUIRED fields are not required here —
+    /// those the path binds (they are path parameters), or all of them in a
+    /// partial update (AIP-134: the mask says what is sent) — and then a
+    /// copy without them.
+    fn body_schema(&mut self, message: &MessageDescriptor, bound_by_path: &[&str], partial: bool) -> Json {
+        let reference = self.message_ref(message);
+        let required = self.rules.required(message);
+        let kept: Vec<String> = if partial {
+            Vec::new()
+        } else {
+            let bound: Vec<String> = message
+                .fields()
+                .filter(|field| bound_by_path.contains(&field.name()))
+                .map(|field| field.json_name().to_owned())
+                .collect();
+            required.iter().filter(|name| !bound.contains(name)).cloned().collect()
+        };
+        if kept.len() == required.len() {
+            return reference;
+        }
+        let mut schema = self.schemas.get(message.full_name()).cloned().unwrap_or(Json::Null);
+        if let Json::Object(object) = &mut schema {
+            if kept.is_empty() {
+                object.remove("required");
+            } else {
+                object.insert("required".into(), json!(kept));
+            }
+        }
+        schema
     }
 
     fn field_description(&self, field: &FieldDescriptor) -> Json {
@@ -258,9 +439,14 @@ impl Builder<'_> {
                 {
                     object.entry("description").or_insert(Json::String(description));
                 }
+                self.rules.annotate(&field, &mut schema);
                 properties.insert(field.json_name().to_owned(), schema);
             }
             let mut schema = json!({"type": "object", "properties": properties, "additionalProperties": false});
+            let required = self.rules.required(message);
+            if !required.is_empty() {
+                schema["required"] = json!(required);
+            }
             if let Some(description) = self.describe(message.parent_file().name(), message.path()) {
                 schema["description"] = Json::String(description);
             }
@@ -314,6 +500,24 @@ impl Builder<'_> {
             Kind::Message(message) => self.message_ref(message),
         }
     }
+}
+
+/// A bound as JSON: whole numbers without a fraction (`10000`, not `10000.0`).
+fn number_of(value: f64) -> Json {
+    const EXACT: f64 = 9_007_199_254_740_992.0;
+    if value.fract() == 0.0 && value.abs() < EXACT {
+        json!(value as i64)
+    } else {
+        json!(value)
+    }
+}
+
+/// Whether a request updates a resource partially, naming what it changes
+/// in an `update_mask` (AIP-134).
+fn is_partial_update(request: &MessageDescriptor) -> bool {
+    request.get_field_by_name("update_mask").is_some_and(
+        |field| matches!(field.kind(), Kind::Message(mask) if mask.full_name() == "google.protobuf.FieldMask"),
+    )
 }
 
 fn is_well_known(message: &MessageDescriptor) -> bool {
@@ -394,5 +598,58 @@ mod tests {
         assert!(role["enum"].as_array().expect("values").contains(&json!("ROLE_ADMIN")));
         let delete = &document["paths"]["/v1/api-keys/{api_key_id}"]["delete"];
         assert_eq!(delete["parameters"][0]["in"], "path");
+    }
+
+    #[test]
+    fn field_behaviour_and_bounds_reach_the_schemas() {
+        let pool = DescriptorPool::decode(metrix_proto::FILE_DESCRIPTOR_SET).expect("descriptors");
+        let routes = RouteTable::from_pool(&pool, "metrix.").expect("routes");
+        let document = document(&pool, &routes);
+        let schemas = &document["components"]["schemas"];
+        let sign_up = &schemas["metrix.auth.v1.SignUpRequest"];
+        assert_eq!(sign_up["required"], json!(["email", "password"]));
+        assert_eq!(sign_up["properties"]["email"]["maxLength"], 254);
+        assert_eq!(sign_up["properties"]["password"]["minLength"], 12);
+        let company = &schemas["metrix.metrics.v1.Company"];
+        assert_eq!(company["properties"]["createTime"]["readOnly"], true);
+        assert_eq!(company["properties"]["companyId"]["x-identifier"], true);
+        assert_eq!(company["properties"]["countryCode"]["pattern"], "^[A-Z]{2}$");
+        let record = &schemas["metrix.metrics.v1.RecordKpisRequest"];
+        assert_eq!(record["properties"]["kpiValues"]["maxItems"], 1000);
+        let ranking = &schemas["metrix.benchmark.v1.CalculateRankingRequest"];
+        assert_eq!(ranking["properties"]["values"]["maxProperties"], 50);
+
+        // A field the path binds is a path parameter, not a required body field.
+        let update_role = &document["paths"]["/v1/users/{user_id}:updateRole"]["post"];
+        let body = &update_role["requestBody"]["content"]["application/json"]["schema"];
+        assert_eq!(body["required"], json!(["role"]));
+        // A partial update requires nothing of the resource in its body.
+        let update_company = document["paths"]
+            .as_object()
+            .expect("paths")
+            .values()
+            .find_map(|path| path.get("patch"))
+            .expect("UpdateCompany is a PATCH");
+        let body = &update_company["requestBody"]["content"]["application/json"]["schema"];
+        assert!(body.get("required").is_none(), "{body}");
+        // REQUIRED query parameters are required.
+        let benchmark = document["paths"]
+            .as_object()
+            .expect("paths")
+            .values()
+            .filter_map(|path| path.get("get"))
+            .find(|operation| operation["operationId"] == "BenchmarkService_GetBenchmark")
+            .expect("GetBenchmark is a GET");
+        let parameters = benchmark["parameters"].as_array().expect("parameters");
+        let band = parameters
+            .iter()
+            .find(|parameter| parameter["name"] == "revenueBandId")
+            .expect("revenueBandId");
+        assert_eq!(band["required"], true);
+        let resamples = parameters
+            .iter()
+            .find(|parameter| parameter["name"] == "bootstrapResamples")
+            .expect("bootstrapResamples");
+        assert_eq!(resamples["schema"]["maximum"], 10000);
     }
 }

@@ -2,6 +2,7 @@
 
 mod anonymity;
 mod benchmark;
+mod contracts;
 mod gateway;
 mod grpc_web_client;
 mod metrics;
