@@ -225,7 +225,7 @@ async fn every_required_field_is_refused_by_name_when_missing() {
     let (admin_token, _, _) = sign_up_admin(&mut auth).await;
     // VerifyApiKey answers platform services only, as
     // `metrix auth create-service-account --scopes api-keys:verify` makes them.
-    let (account, secret) = metrix_auth::service::create_service_account(
+    let (account, secret) = metrix_auth::app::create_service_account(
         &mesh.auth_state.store,
         metrix_auth::store::PLATFORM_ORGANIZATION_ID,
         "contract checks",
