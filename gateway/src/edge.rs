@@ -15,13 +15,12 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use hmac::{Hmac, Mac as _};
+use hmac::Mac as _;
 use http_body::Frame;
 use ipnet::IpNet;
 use metrix_core::cache::{Quota, RateDecision};
 use metrix_core::server::{CLIENT_IP_HEADER, CLIENT_USER_AGENT_HEADER, RequestId};
 use secrecy::{ExposeSecret, SecretString};
-use sha2::Sha256;
 use tonic::Status;
 
 use crate::Edge;
@@ -345,8 +344,7 @@ pub async fn rate_limit(State(edge): State<Arc<Edge>>, request: Request, next: N
 /// the key the name says nothing of the credential. A collision would only
 /// merge two callers' budgets.
 fn credential_key(key: &SecretString, credential: &[u8]) -> String {
-    let mut mac =
-        Hmac::<Sha256>::new_from_slice(key.expose_secret().as_bytes()).expect("HMAC accepts keys of any length");
+    let mut mac = metrix_core::mac::hmac_sha256(key.expose_secret().as_bytes());
     mac.update(credential);
     let digest = mac.finalize().into_bytes();
     digest[..16].iter().map(|byte| format!("{byte:02x}")).collect()

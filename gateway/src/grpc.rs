@@ -42,10 +42,9 @@ pub async fn proxy(edge: std::sync::Arc<Edge>, request: Request) -> Response {
     let unary = edge.unary_methods.contains(&path);
     if unary && !parts.headers.contains_key("grpc-timeout") {
         let value = format!("{}m", edge.settings.timeout.as_millis());
-        parts.headers.insert(
-            "grpc-timeout",
-            HeaderValue::from_str(&value).expect("a number and a unit is a valid header"),
-        );
+        #[allow(clippy::expect_used, reason = "digits and a unit letter are a valid header value")]
+        let value = HeaderValue::from_str(&value).expect("a number and a unit is a valid header");
+        parts.headers.insert("grpc-timeout", value);
     }
     let upstream_request = http::Request::from_parts(parts, tonic::body::Body::new(Body::from(body)));
     let call = channel.oneshot(upstream_request);

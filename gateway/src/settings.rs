@@ -8,7 +8,8 @@ use metrix_core::config::{CommonSettings, ConfigError, Settings};
 use secrecy::{ExposeSecret, SecretString};
 
 /// The default address of the gateway.
-pub const DEFAULT_LISTEN_ADDR: &str = "0.0.0.0:8080";
+pub const DEFAULT_LISTEN_ADDR: std::net::SocketAddr =
+    std::net::SocketAddr::V4(std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 8080));
 
 /// The variable of the rate-limit key.
 pub const RATE_LIMIT_KEY: &str = "METRIX_GATEWAY__RATE_LIMIT_KEY";
@@ -125,12 +126,7 @@ impl GatewaySettings {
             }
         };
         Ok(Self {
-            listen_addr: settings.socket_addr(
-                "METRIX_GATEWAY__LISTEN_ADDR",
-                DEFAULT_LISTEN_ADDR
-                    .parse()
-                    .expect("the default listen address is valid"),
-            )?,
+            listen_addr: settings.socket_addr("METRIX_GATEWAY__LISTEN_ADDR", DEFAULT_LISTEN_ADDR)?,
             upstreams,
             cors_origins: settings.list(
                 "METRIX_GATEWAY__CORS_ORIGINS",

@@ -4,6 +4,8 @@
 //! NUL characters, nesting no service decodes) never reaches it, and its
 //! statuses become the right REST answers.
 
+#![allow(clippy::expect_used, clippy::unwrap_used, reason = "a test fails by panicking")]
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;

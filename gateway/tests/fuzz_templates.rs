@@ -16,6 +16,8 @@
 //! CI runs a bounded number of cases; set `PROPTEST_CASES` for a long run
 //! (`docs/security.md`, "Fuzzing").
 
+#![allow(clippy::expect_used, clippy::unwrap_used, reason = "a test fails by panicking")]
+
 use http::Method;
 use metrix_gateway::rest::template::{PathTemplate, percent_decode};
 use metrix_gateway::rest::{RouteMatch, RouteTable};

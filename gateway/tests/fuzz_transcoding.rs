@@ -21,6 +21,8 @@
 //! CI runs a bounded number of cases; set `PROPTEST_CASES` for a long run
 //! (`docs/security.md`, "Fuzzing").
 
+#![allow(clippy::expect_used, clippy::unwrap_used, reason = "a test fails by panicking")]
+
 use http::{Method, StatusCode};
 use metrix_core::error::{FieldViolation, invalid_argument};
 use metrix_gateway::errors::{invalid_request, status_json};

@@ -2,6 +2,8 @@
 //! and the rate-limit key: a caller spreading calls over instances, or
 //! waiting for a restart, gets one budget, not one per process.
 
+#![allow(clippy::expect_used, clippy::unwrap_used, reason = "a test fails by panicking")]
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 

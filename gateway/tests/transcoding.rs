@@ -4,6 +4,8 @@
 //! OpenAPI document. Snapshots live in `tests/snapshots/`; run with
 //! `UPDATE_SNAPSHOTS=1` to accept a deliberate change, then review the diff.
 
+#![allow(clippy::expect_used, clippy::unwrap_used, reason = "a test fails by panicking")]
+
 use std::path::PathBuf;
 
 use http::Method;

@@ -1,5 +1,7 @@
 //! End-to-end: the mesh as a client outside it sees it.
 
+#![allow(clippy::expect_used, clippy::unwrap_used, reason = "a test fails by panicking")]
+
 mod anonymity;
 mod benchmark;
 mod contracts;

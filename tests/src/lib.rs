@@ -2,6 +2,12 @@
 //! (every service on its own port on 127.0.0.1, real gRPC between them), on
 //! fresh embedded storage.
 
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    reason = "test support: a failed expectation is the test failing"
+)]
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 

@@ -25,16 +25,25 @@ pub const SERVICE_ACCOUNT_SECRET_PREFIX: &str = "mxs_";
 
 /// Everything the handlers share.
 pub struct AuthState {
+    /// The auth service's tables: organisations, users, sessions, keys, accounts and the audit trail.
     pub store: AuthStore,
+    /// The signing keys, which sign access tokens and are published for verifiers.
     pub keys: Arc<KeyRing>,
+    /// Mints access tokens and the session pairs handed out by every sign-in.
     pub tokens: TokenIssuer,
+    /// Checks callers' access tokens against this service's own keys and revocations.
     pub verifier: Arc<TokenVerifier>,
     /// What verifiers must refuse before it expires.
     pub revocations: Revocations,
+    /// The shared cache, which holds the pending state of Google sign-ins.
     pub cache: Arc<dyn Cache>,
+    /// The channel between instances, on which key rotations are announced.
     pub pubsub: Arc<dyn metrix_core::cache::PubSub>,
+    /// Sign-in throttling: account lockouts and a limit of attempts per client address.
     pub throttle: Throttle,
+    /// Google sign-in, when configured.
     pub google: Option<OidcProvider>,
+    /// The peers whose `x-metrix-client-ip` header is believed as the caller's address.
     pub trusted_proxies: Vec<IpNet>,
 }
 

@@ -11,11 +11,17 @@ use crate::store::{AuditRow, AuthStore};
 
 /// One event to record.
 pub struct AuditEntry<'a> {
+    /// What happened.
     pub kind: AuditEventKind,
+    /// The organisation it happened in; empty when the account is unknown.
     pub organization_id: &'a str,
+    /// Who acted: a user id or a client id; empty for anonymous callers.
     pub actor_id: &'a str,
+    /// What it was done to: a user, key, service account or session id.
     pub subject_id: &'a str,
+    /// The caller's address and user agent, as seen at the edge.
     pub client: &'a ClientInfo,
+    /// Further facts, such as `old_role` and `new_role`; stored as a JSON object.
     pub details: BTreeMap<&'static str, String>,
 }
 
@@ -27,6 +33,7 @@ pub fn kind_name(kind: AuditEventKind) -> &'static str {
 /// Records `entry`. A failure is logged and returned: an action whose audit
 /// event cannot be written reports an internal error.
 pub async fn record(store: &AuthStore, entry: AuditEntry<'_>) -> Result<(), AuthError> {
+    #[allow(clippy::expect_used, reason = "a map of strings always serialises")]
     let details = serde_json::to_string(&entry.details).expect("a map of strings always serialises");
     let row = AuditRow {
         audit_event_id: uuid::Uuid::now_v7().to_string(),

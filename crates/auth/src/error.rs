@@ -57,6 +57,10 @@ pub enum AuthError {
     /// A blocking task was lost.
     #[error("background task failed")]
     Join(#[from] tokio::task::JoinError),
+    /// The caller was refused by the shared credential checks
+    /// (UNAUTHENTICATED or PERMISSION_DENIED), answered as they decided.
+    #[error("{}", .0.message())]
+    Refused(Status),
 }
 
 impl AuthError {
@@ -79,6 +83,7 @@ impl AuthError {
             AuthError::Provider(_) | AuthError::Cache(_) => ErrorKind::Unavailable,
             AuthError::Storage(error) => storage_failure_kind(error),
             AuthError::Crypto(_) | AuthError::Hashing | AuthError::Join(_) => ErrorKind::Internal,
+            AuthError::Refused(status) => ErrorKind::from_grpc_code(status.code()),
         }
     }
 }
@@ -95,9 +100,16 @@ impl From<FieldViolation> for AuthError {
     }
 }
 
+impl From<Status> for AuthError {
+    fn from(status: Status) -> Self {
+        Self::Refused(status)
+    }
+}
+
 impl From<AuthError> for Status {
     fn from(error: AuthError) -> Self {
         match error {
+            AuthError::Refused(status) => status,
             AuthError::Invalid(violations) => invalid_argument(violations),
             AuthError::Throttled { message, retry_after } => resource_exhausted(message, retry_after),
             AuthError::Provider(_) | AuthError::Cache(_) => unavailable("auth dependency failed", &error),

@@ -14,6 +14,7 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 use crate::error::AuthError;
 
 /// OWASP Password Storage Cheat Sheet: m = 19 MiB, t = 2, p = 1.
+#[allow(clippy::expect_used, reason = "constant parameters within Argon2's bounds")]
 fn argon2() -> Argon2<'static> {
     let params =
         Params::new(19 * 1024, 2, 1, None).expect("the OWASP argon2 parameters are within the algorithm's bounds");

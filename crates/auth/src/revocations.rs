@@ -112,6 +112,7 @@ impl Revocations {
             complete: true,
         };
         let (sender, receiver) = tokio::sync::mpsc::channel(16);
+        #[allow(clippy::expect_used, reason = "a new channel of 16 has room for its first message")]
         sender
             .try_send(Ok(first))
             .expect("a new channel has room for its first message");

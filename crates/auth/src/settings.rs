@@ -10,7 +10,8 @@ use metrix_core::config::{CommonSettings, ConfigError, Settings};
 use secrecy::{ExposeSecret, SecretBox, SecretString};
 
 /// The default address of the auth service.
-pub const DEFAULT_LISTEN_ADDR: &str = "0.0.0.0:50051";
+pub const DEFAULT_LISTEN_ADDR: std::net::SocketAddr =
+    std::net::SocketAddr::V4(std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 50051));
 
 /// Everything the auth service is configured with.
 #[derive(Debug)]
@@ -82,12 +83,7 @@ impl AuthSettings {
             ));
         }
         Ok(Self {
-            listen_addr: settings.socket_addr(
-                "METRIX_AUTH__LISTEN_ADDR",
-                DEFAULT_LISTEN_ADDR
-                    .parse()
-                    .expect("the default listen address is valid"),
-            )?,
+            listen_addr: settings.socket_addr("METRIX_AUTH__LISTEN_ADDR", DEFAULT_LISTEN_ADDR)?,
             database_url,
             master_key,
             access_token_ttl: settings.seconds(

@@ -10,17 +10,28 @@ use crate::error::AuthError;
 /// A user as stored.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct UserRow {
+    /// The user's id (a UUID v7).
     pub user_id: String,
+    /// The organisation the user belongs to.
     pub organization_id: String,
+    /// The email address, trimmed and lower-cased; unique across organisations.
     pub email: String,
+    /// The name shown in the console.
     pub display_name: String,
+    /// The role within the organisation: `company_user`, `analyst` or `admin`.
     pub role: String,
+    /// The Argon2id hash of the password as a PHC string; `None` for an account without a password
+    /// (one that signs in with Google).
     pub password_hash: Option<String>,
+    /// When the account was created, in microseconds since the Unix epoch.
     pub created_at: i64,
+    /// When the user last signed in, in microseconds since the Unix epoch; `None` before the first sign-in.
     pub last_sign_in_at: Option<i64>,
+    /// Whether a Google identity is linked to the account.
     pub has_google: bool,
     /// Raised whenever the role or standing changes; copied into tokens.
     pub authz_version: i64,
+    /// When the user was deactivated, in microseconds since the Unix epoch; `None` while active.
     pub deactivated_at: Option<i64>,
 }
 
@@ -38,15 +49,22 @@ macro_rules! user_query {
 /// An organisation as stored.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct OrganizationRow {
+    /// The organisation's id: a UUID v7, or `platform` for the organisation of the platform's own
+    /// service accounts.
     pub organization_id: String,
+    /// The organisation's name.
     pub display_name: String,
+    /// When the organisation was created, in microseconds since the Unix epoch.
     pub created_at: i64,
 }
 
 /// A new account's details.
 pub struct NewUser<'a> {
+    /// The email address, trimmed and lower-cased.
     pub email: &'a str,
+    /// The name shown in the console.
     pub display_name: &'a str,
+    /// The Argon2id hash of the password as a PHC string; `None` for an account without a password.
     pub password_hash: Option<&'a str>,
     /// An external identity to link: (provider, subject).
     pub identity: Option<(&'a str, &'a str)>,
@@ -55,46 +73,71 @@ pub struct NewUser<'a> {
 /// A refresh token with its family, as stored.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct RefreshRow {
+    /// The hex SHA-256 digest of the refresh token; the token itself is never stored.
     pub token_hash: String,
+    /// The refresh family, that is the session, the token belongs to.
     pub family_id: String,
+    /// When the token was exchanged, in microseconds since the Unix epoch; `None` while it is unspent.
     pub used_at: Option<i64>,
     /// The answer the token was exchanged for, sealed (see
     /// `tokens::seal_answer`); set when it was spent.
     pub successor_answer: Option<Vec<u8>>,
     /// When the successor in that answer was spent itself.
     pub successor_used_at: Option<i64>,
+    /// The user whose session it is.
     pub user_id: String,
+    /// The organisation of that user.
     pub organization_id: String,
+    /// When the session ends, in microseconds since the Unix epoch.
     pub family_expires_at: i64,
+    /// When the session was revoked, in microseconds since the Unix epoch; `None` while it stands.
     pub revoked_at: Option<i64>,
 }
 
 /// An API key as stored.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ApiKeyRow {
+    /// The key's id (a UUID v7).
     pub api_key_id: String,
+    /// The organisation that owns the key.
     pub organization_id: String,
+    /// A name to recognise the key by.
     pub display_name: String,
+    /// The first eleven characters of the key (`mx_` and eight more), to recognise it in logs and lists.
     pub prefix: String,
+    /// What the key may do, as scopes separated by spaces, such as `events:write read`.
     pub scopes: String,
+    /// When the key was created, in microseconds since the Unix epoch.
     pub created_at: i64,
+    /// When the key stops working, in microseconds since the Unix epoch; `None` for never.
     pub expires_at: Option<i64>,
+    /// When the key was last used, in microseconds since the Unix epoch; updated at most once a minute, `None` before
+    /// the key is first used.
     pub last_used_at: Option<i64>,
+    /// When the key was revoked, in microseconds since the Unix epoch; `None` while it is active.
     pub revoked_at: Option<i64>,
 }
 
 /// A service account as stored.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ServiceAccountRow {
+    /// The client id used with IssueServiceToken: `svc_` followed by a UUID in hex.
     pub client_id: String,
+    /// The organisation that owns the account.
     pub organization_id: String,
+    /// A name to recognise the account by.
     pub display_name: String,
+    /// The hex SHA-256 digest of the client secret; the secret itself is never stored.
     pub secret_hash: String,
+    /// What the account's tokens may do, as scopes separated by spaces.
     pub scopes: String,
+    /// When the account was created, in microseconds since the Unix epoch.
     pub created_at: i64,
     /// Raised by every rotation and by the revocation; copied into tokens.
     pub authz_version: i64,
+    /// When the account was revoked, in microseconds since the Unix epoch; `None` while it is active.
     pub revoked_at: Option<i64>,
+    /// When the secret was last rotated, in microseconds since the Unix epoch; `None` if never.
     pub secret_rotated_at: Option<i64>,
 }
 
@@ -108,6 +151,7 @@ macro_rules! service_account_columns {
 /// A revocation as stored: what verifiers refuse until `expires_at`.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct RevocationRow {
+    /// The revocation's id (a UUID v7).
     pub revocation_id: String,
     /// `session`, `subject` or `api_key`.
     pub kind: String,
@@ -115,7 +159,10 @@ pub struct RevocationRow {
     pub target: String,
     /// For a subject, the lowest authorization version still accepted.
     pub min_version: i64,
+    /// When the revocation was made, in microseconds since the Unix epoch.
     pub created_at: i64,
+    /// When verifiers may forget the revocation, in microseconds since the Unix epoch: by then no token it concerns
+    /// can still verify.
     pub expires_at: i64,
 }
 
@@ -201,29 +248,44 @@ pub struct Deactivation {
 /// An invitation accepted at sign-up.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct AcceptedInvitation {
+    /// The inviting organisation, which the new user joins.
     pub organization_id: String,
+    /// The email address the invitation was sent to; the new account must use it.
     pub email: String,
+    /// The role the invitation gives the new user.
     pub role: String,
 }
 
 /// An audit event as stored.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct AuditRow {
+    /// The event's id (a UUID v7).
     pub audit_event_id: String,
+    /// The organisation it happened in; empty when the account is unknown.
     pub organization_id: String,
+    /// What happened: the contract's `AuditEventKind` name without its `AUDIT_EVENT_KIND_` prefix,
+    /// such as `SIGN_IN_FAILED`.
     pub kind: String,
+    /// Who acted: a user id or a client id; empty for anonymous callers.
     pub actor_id: String,
+    /// What it was done to: a user, key, service account or session id.
     pub subject_id: String,
+    /// The caller's IP address, as seen at the edge; empty when unknown.
     pub ip_address: String,
+    /// The caller's user agent.
     pub user_agent: String,
+    /// Further facts as a JSON object of strings, such as `old_role` and `new_role`.
     pub details: String,
+    /// When it happened, in microseconds since the Unix epoch.
     pub created_at: i64,
 }
 
 /// A position in a list ordered by creation time then id.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Cursor {
+    /// When the last item of the previous page was created, in microseconds since the Unix epoch.
     pub created_at: i64,
+    /// The id of that item, which orders items created in the same microsecond.
     pub id: String,
 }
 

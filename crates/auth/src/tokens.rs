@@ -40,6 +40,7 @@ pub struct TokenPolicy {
 
 /// Issues tokens and keeps the session markers in the cache.
 pub struct TokenIssuer {
+    /// The issuer, audience and lifetimes of the tokens it issues.
     pub policy: TokenPolicy,
     keys: Arc<KeyRing>,
     store: AuthStore,
@@ -48,10 +49,15 @@ pub struct TokenIssuer {
 
 /// What an access token is issued to.
 pub struct Subject<'a> {
+    /// The `sub` claim: a user id, or a service account's client id.
     pub subject: &'a str,
+    /// The `org` claim: the organisation the subject belongs to.
     pub organization_id: &'a str,
+    /// The `role` claim: the subject's role in the organisation.
     pub role: Role,
+    /// The `sid` claim: the session's refresh family id; `None` for service accounts, which have no session.
     pub session_id: Option<&'a str>,
+    /// The `scope` claim: what a service account's token may do; empty for users, whose role decides.
     pub scopes: &'a [Scope],
     /// The subject's authorization version, from the store.
     pub authorization_version: i64,

@@ -12,6 +12,12 @@
 //!
 //! `cargo bench -p metrix-benchmark --bench cached_benchmark`
 
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    reason = "a benchmark stops at its first failure"
+)]
+
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -26,6 +26,12 @@
 //! Python is `METRIX_PYTHON` or `python3`, with numpy installed
 //! (`python3 -m pip install numpy`).
 
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    reason = "a benchmark stops at its first failure"
+)]
+
 use std::hint::black_box;
 use std::path::Path;
 use std::process::Command;

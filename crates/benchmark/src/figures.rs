@@ -82,16 +82,29 @@ pub struct SliceFigures {
     /// figures only; 0 for published ones).
     #[serde(default)]
     pub organization_count: u32,
+    /// The arithmetic mean of the retained values.
     pub mean: Option<f64>,
+    /// The sample standard deviation of the retained values (ddof = 1); `None` below two values.
     pub std_dev: Option<f64>,
+    /// The smallest retained value; never reported for computed figures, as it is one company's value.
     pub min: Option<f64>,
+    /// The largest retained value; never reported for computed figures, as it is one company's value.
     pub max: Option<f64>,
+    /// The 10th percentile (linear interpolation for computed figures); withheld below ten values.
     pub p10: Option<f64>,
+    /// The 25th percentile (linear interpolation for computed figures).
     pub p25: Option<f64>,
+    /// The median, the 50th percentile (linear interpolation for computed figures).
     pub p50: Option<f64>,
+    /// The 75th percentile (linear interpolation for computed figures).
     pub p75: Option<f64>,
+    /// The 90th percentile (linear interpolation for computed figures); withheld below ten values.
     pub p90: Option<f64>,
+    /// The lower outlier fence, P25 − 1.5 · IQR over every value before exclusion; `None` for
+    /// published figures, whose outliers are not detected.
     pub lower_fence: Option<f64>,
+    /// The upper outlier fence, P75 + 1.5 · IQR over every value before exclusion; `None` for
+    /// published figures, whose outliers are not detected.
     pub upper_fence: Option<f64>,
     /// The Student's t interval of the mean.
     pub mean_interval: Option<Interval>,

@@ -22,6 +22,7 @@ pub enum RangeError {
 }
 
 /// The most recent quarter that has ended at `now_micros`.
+#[allow(clippy::expect_used, reason = "2100-Q4 is a literal of the period grammar")]
 pub fn last_ended_quarter(now_micros: i64) -> Period {
     Period::containing(now_micros, PeriodGranularity::Quarter)
         .and_then(|current| current.previous())

@@ -8,7 +8,8 @@ use metrix_core::config::{CommonSettings, ConfigError, Settings};
 use secrecy::SecretString;
 
 /// The default address of the benchmark service.
-pub const DEFAULT_LISTEN_ADDR: &str = "0.0.0.0:50053";
+pub const DEFAULT_LISTEN_ADDR: std::net::SocketAddr =
+    std::net::SocketAddr::V4(std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 50053));
 
 /// The default address of the metrics service, where peer data comes from.
 pub const DEFAULT_METRICS_URL: &str = "http://127.0.0.1:50052";
@@ -94,12 +95,7 @@ impl BenchmarkSettings {
             return Err(ConfigError::new(METRICS_URL, "must be an http:// or https:// address"));
         }
         Ok(Self {
-            listen_addr: settings.socket_addr(
-                "METRIX_BENCHMARK__LISTEN_ADDR",
-                DEFAULT_LISTEN_ADDR
-                    .parse()
-                    .expect("the default listen address is valid"),
-            )?,
+            listen_addr: settings.socket_addr("METRIX_BENCHMARK__LISTEN_ADDR", DEFAULT_LISTEN_ADDR)?,
             database_url,
             metrics_url,
             min_peer_count,

@@ -11,26 +11,43 @@ use crate::error::BenchmarkError;
 /// An imported source as stored.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct SourceRow {
+    /// The source's server-assigned id (a UUID v7).
     pub source_id: String,
+    /// The organisation that imported the source, the only one that sees it.
     pub organization_id: String,
+    /// The source's name as published, such as `SaaS Capital Retention Survey 2026`.
     pub display_name: String,
+    /// The organisation that published the survey; may be empty.
     pub publisher: String,
+    /// The publication date as an ISO 8601 calendar date `YYYY-MM-DD`, so text order is date order.
     pub publication_date: String,
+    /// Whether the importer checked the figures against the original publication.
     pub verified: bool,
+    /// A link to the original publication; may be empty.
     pub url: String,
+    /// A short description of the survey's population and method; may be empty.
     pub description: String,
+    /// When the source was imported or last re-imported, in microseconds since the Unix epoch.
     pub imported_at: i64,
+    /// The number of published rows (slices) stored for the source.
     pub row_count: i32,
 }
 
 /// The description of a source being imported.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewSource {
+    /// The source's name as published, trimmed, at most 200 characters; with the publication date
+    /// it decides whether an earlier import is replaced.
     pub display_name: String,
+    /// The organisation that published the survey; may be empty.
     pub publisher: String,
+    /// The publication date as an ISO 8601 calendar date `YYYY-MM-DD`.
     pub publication_date: String,
+    /// Whether the importer checked the figures against the original publication.
     pub verified: bool,
+    /// A link to the original publication, `http://` or `https://`; may be empty.
     pub url: String,
+    /// A short description of the survey's population and method; may be empty.
     pub description: String,
 }
 
@@ -38,46 +55,76 @@ pub struct NewSource {
 /// not publish the figure.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct PublishedRow {
+    /// The metric, as the metrics service names it (such as `ndr`).
     pub metric_id: String,
+    /// The revenue band the figures describe.
     pub revenue_band_id: String,
     /// Empty for every sector of the band.
     pub sector_id: String,
+    /// The period the figures describe: `YYYY-Qn` or `YYYY-MM`.
     pub period: String,
+    /// The number of companies the survey reports for the slice, at least one.
     pub sample_size: i32,
+    /// The published mean, in the metric's unit.
     pub mean: Option<f64>,
+    /// The published standard deviation, never negative.
     pub std_dev: Option<f64>,
+    /// The published minimum.
     pub min_value: Option<f64>,
+    /// The published maximum.
     pub max_value: Option<f64>,
+    /// The published 10th percentile.
     pub p10: Option<f64>,
+    /// The published 25th percentile.
     pub p25: Option<f64>,
+    /// The published median (50th percentile).
     pub p50: Option<f64>,
+    /// The published 75th percentile.
     pub p75: Option<f64>,
+    /// The published 90th percentile.
     pub p90: Option<f64>,
 }
 
 /// Where the next page of sources starts: after this date and id.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SourceCursor {
+    /// The publication date of the last source of the previous page, `YYYY-MM-DD`.
     pub publication_date: String,
+    /// The id of that source, which orders sources published on the same date.
     pub source_id: String,
 }
 
 /// A report as stored; `content` is the JSON of its body.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct ReportRow {
+    /// The report's server-assigned id (a UUID v7).
     pub report_id: String,
+    /// The organisation that requested the report, the only one that sees it.
     pub organization_id: String,
+    /// The company the report compares with its peers, one of the organisation's.
     pub company_id: String,
+    /// The template the report was generated from, one of ListReportTemplates.
     pub template_id: String,
+    /// The period compared: `YYYY-Qn` or `YYYY-MM`.
     pub period: String,
+    /// The revenue band of the peers, the company's own.
     pub revenue_band_id: String,
+    /// The sector of the peers; empty for every sector of the band, used when the company's own
+    /// sector has too few peers to rank any of the template's metrics.
     pub sector_id: String,
+    /// The source of the peer figures: `metrix` for the platform's own, or an imported source's id.
     pub source_id: String,
+    /// Where the report is in its lifecycle, the contract's `ReportStatus` number.
     pub status: i32,
+    /// Why generation failed; empty unless the status is failed.
     pub failure_message: String,
+    /// The caller's idempotency key; empty when none was given.
     pub request_id: String,
+    /// When the report was requested, in microseconds since the Unix epoch.
     pub created_at: i64,
+    /// When generation finished (succeeded or failed), in microseconds since the Unix epoch; `None` before then.
     pub completed_at: Option<i64>,
+    /// The JSON of the report's body, its sections and findings; empty when generation failed.
     pub content: String,
 }
 
@@ -247,7 +294,6 @@ impl BenchmarkStore {
         Ok(rows)
     }
 
-    /// Stores a new report.
     /// Records a benchmark query in the audit trail.
     pub async fn record_query(&self, query: &QueryRecord) -> Result<(), BenchmarkError> {
         with_pool!(&self.database, pool => sqlx::query(
@@ -275,6 +321,7 @@ impl BenchmarkStore {
         Ok(rows)
     }
 
+    /// Stores a new report.
     pub async fn insert_report(&self, report: &ReportRow) -> Result<(), BenchmarkError> {
         with_pool!(&self.database, pool => sqlx::query(
             "INSERT INTO reports (report_id, organization_id, company_id, template_id, period, revenue_band_id, \

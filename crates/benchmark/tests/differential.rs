@@ -56,6 +56,8 @@
 //! pip when missing. Without Python, or when the installation fails, the test
 //! fails and says how to install them; it never skips.
 
+#![allow(clippy::expect_used, clippy::unwrap_used, reason = "a test fails by panicking")]
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};

@@ -10,6 +10,7 @@ pub mod cache;
 pub mod client;
 pub mod config;
 pub mod error;
+pub mod mac;
 pub mod notices;
 pub mod page_token;
 pub mod period;

@@ -19,6 +19,7 @@ pub struct KpiChanges {
 
 impl KpiChanges {
     /// The payload as published.
+    #[allow(clippy::expect_used, reason = "a list of strings and a flag always serialise")]
     pub fn encode(&self) -> Vec<u8> {
         serde_json::to_vec(self).expect("kpi changes are plain serialisable data")
     }

@@ -7,7 +7,7 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use hmac::{Hmac, Mac as _};
+use hmac::Mac as _;
 use secrecy::{ExposeSecret as _, SecretString};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 use std::sync::OnceLock;
 
 use crate::error::FieldViolation;
+use crate::mac::{HmacSha256, hmac_sha256};
 
 /// The page size when the request says 0.
 pub const DEFAULT_PAGE_SIZE: u32 = 50;
@@ -115,8 +116,8 @@ impl PageTokenKey {
         Self(rand::random())
     }
 
-    fn tag(&self, cursor: &[u8], filters: &str) -> Hmac<Sha256> {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes a key of any length");
+    fn tag(&self, cursor: &[u8], filters: &str) -> HmacSha256 {
+        let mut mac = hmac_sha256(&self.0);
         // The filters' length first, so no split of filters and cursor
         // reads as another.
         mac.update(&(filters.len() as u64).to_be_bytes());
@@ -126,6 +127,7 @@ impl PageTokenKey {
     }
 
     /// Encodes `cursor` for a request with `filters`.
+    #[allow(clippy::expect_used, reason = "cursors are plain data: numbers and strings")]
     pub fn encode<C: Serialize>(&self, cursor: &C, filters: &str) -> String {
         let mut bytes = serde_json::to_vec(cursor).expect("page cursors are plain serialisable data");
         let tag = self.tag(&bytes, filters).finalize().into_bytes();

@@ -255,6 +255,7 @@ pub fn for_each_socket_to(port: u16, mut each: impl FnMut(socket2::SockRef<'_>))
         // for a few system calls. Were it closed and reused in between, they
         // act on whatever it became: getpeername fails on anything but a
         // connected socket, so at worst another socket to `port` is passed.
+        #[allow(unsafe_code, reason = "the one way to borrow a descriptor by number; see SAFETY")]
         let descriptor = unsafe { BorrowedFd::borrow_raw(fd) };
         let socket = socket2::SockRef::from(&descriptor);
         let to_port = socket

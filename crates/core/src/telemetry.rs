@@ -52,6 +52,7 @@ pub fn init_test_logging() {
 pub fn prometheus() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE.get_or_init(|| {
+        #[allow(clippy::expect_used, reason = "the bucket list is a non-empty constant")]
         let builder = PrometheusBuilder::new()
             .set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), LATENCY_BUCKETS)
             .expect("the latency bucket list is a non-empty constant");

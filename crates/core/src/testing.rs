@@ -5,6 +5,12 @@
 //! A test that needs PostgreSQL or Redis fails with a message saying how to
 //! start it; it never skips.
 
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    reason = "test support: a failed expectation is the test failing"
+)]
+
 use std::path::PathBuf;
 
 use secrecy::SecretString;

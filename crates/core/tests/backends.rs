@@ -1,6 +1,8 @@
 //! One suite for the cache-like backends, run against the in-process
 //! implementation and against Redis (each Redis test on its own key prefix).
 
+#![allow(clippy::expect_used, clippy::unwrap_used, reason = "a test fails by panicking")]
+
 use std::time::Duration;
 
 use futures::StreamExt as _;

@@ -1,6 +1,8 @@
 //! Connections to PostgreSQL (every pooled one) and to Redis send without
 //! waiting for the server's delayed acknowledgements.
 
+#![allow(clippy::expect_used, clippy::unwrap_used, reason = "a test fails by panicking")]
+
 use metrix_core::storage::Database;
 
 /// Whether each of this process's TCP sockets to `port` has TCP_NODELAY.

@@ -16,6 +16,12 @@
 //! cargo bench -p metrix-metrics --bench dashboard       # EVENTS=10000000 by default
 //! ```
 
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    reason = "a benchmark stops at its first failure"
+)]
+
 use std::time::{Duration, Instant};
 
 use metrix_metrics::dashboard::{DashboardWindow, compute, resolve_window};

@@ -17,6 +17,12 @@
 //! cargo bench -p metrix-metrics --bench ingestion        # EVENTS=100000 ROUNDS=3 by default
 //! ```
 
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    reason = "a benchmark stops at its first failure"
+)]
+
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 

@@ -7,12 +7,11 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use hmac::{Hmac, Mac as _};
+use hmac::Mac as _;
 use ipnet::IpNet;
 use metrix_core::cache::PubSub;
 use metrix_core::notices::{KPI_CHANGES_CHANNEL, KpiChanges};
 use secrecy::{ExposeSecret, SecretString};
-use sha2::Sha256;
 
 use crate::store::{KpiRow, MetricsStore, RecordOutcome};
 
@@ -67,8 +66,7 @@ pub async fn announce_kpi_changes(pubsub: &dyn PubSub, recorded: &[(KpiRow, Reco
 
 /// The pseudonymous key of a company: a keyed hash of its id.
 pub fn peer_key(secret: &SecretString, company_id: &str) -> String {
-    let mut mac =
-        Hmac::<Sha256>::new_from_slice(secret.expose_secret().as_bytes()).expect("HMAC accepts keys of any length");
+    let mut mac = metrix_core::mac::hmac_sha256(secret.expose_secret().as_bytes());
     mac.update(company_id.as_bytes());
     URL_SAFE_NO_PAD.encode(&mac.finalize().into_bytes()[..16])
 }

@@ -99,6 +99,10 @@ fn weighted<T: Copy>(rng: &mut StdRng, items: &[(T, u32)]) -> T {
 /// oldest first.
 pub fn completed_quarters(now_micros: i64, count: u8) -> Vec<Period> {
     let (year, month, _) = civil_date(now_micros);
+    #[allow(
+        clippy::expect_used,
+        reason = "the year is clamped to the grammar's range and the quarter is 1 to 4"
+    )]
     let current = Period::from_quarter(year.clamp(1901, 2100) as u16, ((month - 1) / 3 + 1) as u8)
         .expect("the current quarter of a plausible clock is a valid period");
     let mut quarters = Vec::with_capacity(usize::from(count));

@@ -33,6 +33,18 @@ pub enum MetricsError {
     /// The ingestion queue cannot be reached.
     #[error("the ingestion queue is unavailable")]
     Queue(#[source] metrix_core::cache::CacheError),
+    /// A batch larger than one call may carry.
+    #[error("the batch is {bytes} bytes; at most {limit} bytes per call")]
+    BatchTooLarge {
+        /// The batch's encoded size.
+        bytes: usize,
+        /// The most one call may carry.
+        limit: usize,
+    },
+    /// The caller was refused by the shared credential checks
+    /// (UNAUTHENTICATED or PERMISSION_DENIED), answered as they decided.
+    #[error("{}", .0.message())]
+    Refused(Status),
 }
 
 /// How long a caller refused by a full queue is asked to wait.
@@ -52,8 +64,9 @@ impl MetricsError {
             MetricsError::FailedPrecondition(_) => ErrorKind::FailedPrecondition,
             MetricsError::Aborted(_) => ErrorKind::Aborted,
             MetricsError::Storage(error) => storage_failure_kind(error),
-            MetricsError::QueueFull { .. } => ErrorKind::ResourceExhausted,
+            MetricsError::QueueFull { .. } | MetricsError::BatchTooLarge { .. } => ErrorKind::ResourceExhausted,
             MetricsError::Queue(_) => ErrorKind::Unavailable,
+            MetricsError::Refused(status) => ErrorKind::from_grpc_code(status.code()),
         }
     }
 }
@@ -70,9 +83,16 @@ impl From<FieldViolation> for MetricsError {
     }
 }
 
+impl From<Status> for MetricsError {
+    fn from(status: Status) -> Self {
+        Self::Refused(status)
+    }
+}
+
 impl From<MetricsError> for Status {
     fn from(error: MetricsError) -> Self {
         match error {
+            MetricsError::Refused(status) => status,
             MetricsError::Invalid(violations) => invalid_argument(violations),
             MetricsError::Storage(cause) => storage_failure("metrics request failed", &cause),
             MetricsError::QueueFull { .. } => resource_exhausted(error.to_string(), QUEUE_FULL_RETRY_AFTER),

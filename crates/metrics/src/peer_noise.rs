@@ -20,9 +20,8 @@
 //! exactly one: the distortion is symmetric), so the figures of real slices
 //! move little; `docs/benchmarks.md` states both bounds.
 
-use hmac::{Hmac, Mac};
+use hmac::Mac;
 use secrecy::{ExposeSecret, SecretString};
-use sha2::Sha256;
 
 /// The smallest relative distortion of a value.
 pub const MIN_DISTORTION: f64 = 0.10;
@@ -33,8 +32,7 @@ pub const MAX_DISTORTION: f64 = 0.25;
 /// `1 ± [MIN_DISTORTION, MAX_DISTORTION]`, the sign and amount drawn from a
 /// keyed hash.
 pub fn factor(secret: &SecretString, company_id: &str, metric_id: &str) -> f64 {
-    let mut mac =
-        Hmac::<Sha256>::new_from_slice(secret.expose_secret().as_bytes()).expect("HMAC accepts keys of any length");
+    let mut mac = metrix_core::mac::hmac_sha256(secret.expose_secret().as_bytes());
     // Separators that cannot occur in the ids keep the fields apart.
     for part in ["peer-noise", company_id, metric_id] {
         mac.update(part.as_bytes());
@@ -62,8 +60,7 @@ pub fn perturb(secret: &SecretString, company_id: &str, metric_id: &str, value: 
 /// benchmark service can count distinct organisations without learning them.
 pub fn organization_key(secret: &SecretString, organization_id: &str) -> String {
     use base64::Engine as _;
-    let mut mac =
-        Hmac::<Sha256>::new_from_slice(secret.expose_secret().as_bytes()).expect("HMAC accepts keys of any length");
+    let mut mac = metrix_core::mac::hmac_sha256(secret.expose_secret().as_bytes());
     mac.update(b"organization\0");
     mac.update(organization_id.as_bytes());
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&mac.finalize().into_bytes()[..16])

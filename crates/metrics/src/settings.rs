@@ -9,7 +9,8 @@ use metrix_core::config::{CommonSettings, ConfigError, Settings};
 use secrecy::{ExposeSecret, SecretString};
 
 /// The default address of the metrics service.
-pub const DEFAULT_LISTEN_ADDR: &str = "0.0.0.0:50052";
+pub const DEFAULT_LISTEN_ADDR: std::net::SocketAddr =
+    std::net::SocketAddr::V4(std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 50052));
 
 /// The shortest accepted peer-key secret, in bytes.
 const MIN_PEER_KEY_SECRET_LENGTH: usize = 32;
@@ -77,7 +78,8 @@ impl StreamSettings {
                 10,
                 1..=1_000,
             )?)
-            .expect("at most 1,000 streams fit a usize"),
+            // At most 1,000: it fits any usize.
+            .unwrap_or(usize::MAX),
         })
     }
 }
@@ -112,7 +114,8 @@ impl QueueSettings {
                 1..=3_600,
             )?),
             writers: usize::try_from(bounded(settings, "METRIX_METRICS__QUEUE_WRITERS", 1, 0..=64)?)
-                .expect("at most 64 writers fit a usize"),
+                // At most 64: it fits any usize.
+                .unwrap_or(usize::MAX),
             max_attempts: bounded(settings, "METRIX_METRICS__QUEUE_MAX_ATTEMPTS", 5, 1..=100)?,
         })
     }
@@ -151,12 +154,7 @@ impl MetricsSettings {
             ));
         }
         Ok(Self {
-            listen_addr: settings.socket_addr(
-                "METRIX_METRICS__LISTEN_ADDR",
-                DEFAULT_LISTEN_ADDR
-                    .parse()
-                    .expect("the default listen address is valid"),
-            )?,
+            listen_addr: settings.socket_addr("METRIX_METRICS__LISTEN_ADDR", DEFAULT_LISTEN_ADDR)?,
             database_url,
             peer_key_secret,
             trusted_proxies: settings.networks("METRIX_METRICS__TRUSTED_PROXIES", &["127.0.0.0/8", "::1/128"])?,

@@ -205,7 +205,11 @@ impl UserSketch {
                 }
                 let hashes: Vec<u64> = hashes
                     .chunks_exact(8)
-                    .map(|chunk| u64::from_le_bytes(chunk.try_into().expect("chunks_exact yields 8 bytes")))
+                    .map(|chunk| {
+                        let mut bytes = [0; 8];
+                        bytes.copy_from_slice(chunk);
+                        u64::from_le_bytes(bytes)
+                    })
                     .collect();
                 if hashes.windows(2).any(|pair| pair[0] >= pair[1]) {
                     return Err(MalformedSketch("exact form not sorted and distinct"));

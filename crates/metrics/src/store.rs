@@ -31,62 +31,102 @@ pub struct MetricsStore {
 /// A stored company.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct CompanyRow {
+    /// The company's id (a UUID v7).
     pub company_id: String,
+    /// The organisation the company belongs to.
     pub organization_id: String,
+    /// The display name, 1 to 200 characters.
     pub name: String,
+    /// The sector, from the fixed taxonomy of ListSectors (such as `fintech`).
     pub sector_id: String,
+    /// How the company makes its money, the contract's `BusinessModel` number.
     pub business_model: i32,
+    /// The country of incorporation, an upper-case ISO 3166-1 alpha-2 code such as `DE`.
     pub country_code: String,
+    /// The year the company was founded; 0 when unknown.
     pub founding_year: i32,
+    /// The revenue band, derived from the current `arr` value of the latest period; empty while no
+    /// ARR is recorded.
     pub revenue_band_id: String,
+    /// The company's pseudonym in peer values: a keyed hash of its id, fixed at creation so that it
+    /// stays stable, and not reversible without the server-held secret.
     pub peer_key: String,
+    /// When the company was created, in microseconds since the Unix epoch.
     pub created_at: i64,
+    /// When the company or its revenue band last changed, in microseconds since the Unix epoch.
     pub updated_at: i64,
 }
 
 /// Filters of ListCompanies; empty strings and zero mean "any".
 #[derive(Debug, Clone, Default)]
 pub struct CompanyFilter {
+    /// Only companies of this sector.
     pub sector_id: String,
+    /// Only companies with this business model, a `BusinessModel` number.
     pub business_model: i32,
+    /// Only companies in this revenue band.
     pub revenue_band_id: String,
+    /// Only companies in this country, an ISO 3166-1 alpha-2 code.
     pub country_code: String,
 }
 
 /// Where the next page of companies starts.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CompanyCursor {
+    /// The name of the last company of the previous page.
     pub name: String,
+    /// The id of that company, which orders companies with the same name.
     pub company_id: String,
 }
 
 /// One stored revision of a KPI value.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct KpiRow {
+    /// The company the value belongs to.
     pub company_id: String,
+    /// The metric, such as `arr` or `ndr`.
     pub metric_id: String,
+    /// The period the value covers: `YYYY`, `YYYY-Qn` or `YYYY-MM`.
     pub period: String,
+    /// The revision number for the company, metric and period: 1 for the first value, one more for
+    /// every change.
     pub revision: i32,
+    /// The organisation that owns the company.
     pub organization_id: String,
+    /// The length of the period, the contract's `PeriodGranularity` number.
     pub granularity: i32,
+    /// The first month of the period as a month index, year × 12 + month − 1.
     pub period_start: i32,
+    /// The last month of the period as a month index, year × 12 + month − 1.
     pub period_end: i32,
+    /// The value in the metric's unit (US dollars for money, 0–100 for percentages).
     pub value: f64,
+    /// Where the value came from, the contract's `KpiSource` number.
     pub source: i32,
+    /// A free-text note of at most 1,000 characters; may be empty.
     pub note: String,
+    /// When this revision was recorded, in microseconds since the Unix epoch.
     pub recorded_at: i64,
+    /// The user, service account or API key that recorded this revision.
     pub recorded_by: String,
+    /// Whether this revision is the current value of its company, metric and period.
     pub latest: bool,
 }
 
 /// A value to record, already validated.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewKpi {
+    /// The company the value belongs to.
     pub company_id: String,
+    /// The metric, one of the catalogue's.
     pub metric_id: String,
+    /// The period the value covers, of one of the metric's allowed granularities.
     pub period: Period,
+    /// The value in the metric's unit (US dollars for money, 0–100 for percentages).
     pub value: f64,
+    /// Where the value came from, the contract's `KpiSource` number (never unspecified).
     pub source: i32,
+    /// A free-text note of at most 1,000 characters; may be empty.
     pub note: String,
 }
 
@@ -104,35 +144,51 @@ pub enum RecordOutcome {
 /// Filters of ListKpis; empty and zero mean "any".
 #[derive(Debug, Clone, Default)]
 pub struct KpiFilter {
+    /// Only values of this company; empty for every company of the organisation.
     pub company_id: String,
+    /// Only values of these metrics; empty for every metric.
     pub metric_ids: Vec<String>,
+    /// Only periods of this length, a `PeriodGranularity` number.
     pub granularity: i32,
     /// Only periods starting at or after this month index.
     pub start_month: Option<i32>,
     /// Only periods ending at or before this month index.
     pub end_month: Option<i32>,
+    /// Only values from this source, a `KpiSource` number.
     pub source: i32,
+    /// Whether earlier revisions are listed too, not only the current value.
     pub include_history: bool,
 }
 
 /// Where the next page of KPI values starts.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct KpiCursor {
+    /// The company of the last value of the previous page.
     pub company_id: String,
+    /// The metric of that value.
     pub metric_id: String,
+    /// The last month index of that value's period; periods ending later come first.
     pub period_end: i32,
+    /// The period of that value, which orders periods ending in the same month.
     pub period: String,
+    /// The revision of that value; later revisions come first.
     pub revision: i32,
 }
 
 /// One anonymised value for the benchmark service.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct PeerRow {
+    /// The metric, such as `ndr`.
     pub metric_id: String,
+    /// The current value as recorded, in the metric's unit; noise is infused before it is sent.
     pub value: f64,
+    /// The company's sector.
     pub sector_id: String,
+    /// The company's current revenue band; empty while it has no ARR recorded.
     pub revenue_band_id: String,
+    /// The period the value covers: `YYYY`, `YYYY-Qn` or `YYYY-MM`.
     pub period: String,
+    /// The company's pseudonym: a keyed hash of its id, stable and not reversible.
     pub peer_key: String,
     /// Never sent: the key of the value's noise factor.
     pub company_id: String,
@@ -143,21 +199,32 @@ pub struct PeerRow {
 /// Filters of ListPeerValues; empty and zero mean "any".
 #[derive(Debug, Clone, Default)]
 pub struct PeerFilter {
+    /// Only values of these metrics; empty for every metric.
     pub metric_ids: Vec<String>,
+    /// Only companies of this sector.
     pub sector_id: String,
+    /// Only companies in this revenue band.
     pub revenue_band_id: String,
+    /// Only periods of this length, a `PeriodGranularity` number.
     pub granularity: i32,
+    /// Only periods starting at or after this month index (year × 12 + month − 1).
     pub start_month: Option<i32>,
+    /// Only periods ending at or before this month index (year × 12 + month − 1).
     pub end_month: Option<i32>,
+    /// Companies whose values are left out, such as the company being ranked.
     pub exclude_company_ids: Vec<String>,
+    /// Organisations whose companies are left out, such as the caller's own.
     pub exclude_organization_ids: Vec<String>,
 }
 
 /// Where the next page of peer values starts.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PeerCursor {
+    /// The metric of the last value of the previous page.
     pub metric_id: String,
+    /// The period of that value.
     pub period: String,
+    /// The peer key of that value's company, which orders values of the same metric and period.
     pub peer_key: String,
 }
 

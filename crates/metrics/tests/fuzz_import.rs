@@ -18,6 +18,8 @@
 //! CI runs a bounded number of cases; set `PROPTEST_CASES` for a long run
 //! (`docs/security.md`, "Fuzzing").
 
+#![allow(clippy::expect_used, clippy::unwrap_used, reason = "a test fails by panicking")]
+
 use std::collections::HashSet;
 
 use metrix_metrics::catalog;

@@ -1,6 +1,8 @@
 //! The binary's contract with operators: a bad configuration exits 64 and
 //! names the variable.
 
+#![allow(clippy::expect_used, clippy::unwrap_used, reason = "a test fails by panicking")]
+
 use std::process::Command;
 
 #[test]

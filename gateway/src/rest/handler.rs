@@ -77,6 +77,7 @@ pub async fn handle(edge: Arc<Edge>, request: Request) -> Response {
         .map_or(edge.settings.timeout, |requested| requested.min(edge.settings.timeout));
     let mut grpc_request = tonic::Request::new(Bytes::from(message.encode_to_vec()));
     copy_metadata(&parts.headers, grpc_request.metadata_mut());
+    #[allow(clippy::expect_used, reason = "route loading checked the service and method names")]
     let grpc_path = PathAndQuery::try_from(route.grpc_path()).expect("a service and method name form a valid path");
     let mut grpc = tonic::client::Grpc::new(channel);
     if let Err(error) = grpc.ready().await {

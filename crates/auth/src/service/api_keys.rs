@@ -8,7 +8,7 @@ use metrix_core::error::FieldViolation;
 use metrix_core::page_token::{self, PageLimits};
 use metrix_core::time::{duration_micros, micros_of, now_micros, timestamp};
 use metrix_proto::auth::v1::*;
-use tonic::{Request, Status};
+use tonic::Request;
 
 use crate::audit::AuditEntry;
 use crate::domain::DisplayName;
@@ -45,7 +45,7 @@ impl AuthApi {
     pub(super) async fn create_api_key(
         &self,
         request: Request<CreateApiKeyRequest>,
-    ) -> Result<CreateApiKeyResponse, Status> {
+    ) -> Result<CreateApiKeyResponse, AuthError> {
         let client = self.client(&request);
         let caller = self.current_admin(&request).await?;
         let request = request.into_inner();
@@ -65,10 +65,10 @@ impl AuthApi {
             }
         };
         let (Some(display_name), Some(scopes)) = (display_name, scopes) else {
-            return Err(AuthError::from(violations).into());
+            return Err(AuthError::from(violations));
         };
         if !violations.is_empty() {
-            return Err(AuthError::from(violations).into());
+            return Err(AuthError::from(violations));
         }
         let key = random_token("mx_");
         let prefix: String = key.chars().take(11).collect();
@@ -104,7 +104,7 @@ impl AuthApi {
     pub(super) async fn list_api_keys(
         &self,
         request: Request<ListApiKeysRequest>,
-    ) -> Result<ListApiKeysResponse, Status> {
+    ) -> Result<ListApiKeysResponse, AuthError> {
         let caller = self.current_admin(&request).await?;
         let request = request.get_ref();
         let (size, cursor) = page_token::page_request::<Cursor>(
@@ -132,12 +132,12 @@ impl AuthApi {
     pub(super) async fn revoke_api_key(
         &self,
         request: Request<RevokeApiKeyRequest>,
-    ) -> Result<RevokeApiKeyResponse, Status> {
+    ) -> Result<RevokeApiKeyResponse, AuthError> {
         let client = self.client(&request);
         let caller = self.current_admin(&request).await?;
         let api_key_id = request.into_inner().api_key_id;
         if api_key_id.trim().is_empty() {
-            return Err(AuthError::from(FieldViolation::new("api_key_id", "is required")).into());
+            return Err(AuthError::from(FieldViolation::new("api_key_id", "is required")));
         }
         let (row, revocation) = self
             .state
@@ -173,12 +173,12 @@ impl AuthApi {
     pub(super) async fn verify_api_key(
         &self,
         request: Request<VerifyApiKeyRequest>,
-    ) -> Result<VerifyApiKeyResponse, Status> {
+    ) -> Result<VerifyApiKeyResponse, AuthError> {
         self.current_service(&request, Scope::ApiKeysVerify).await?;
         let key = request.into_inner().key;
         let key = key.trim();
         if key.is_empty() {
-            return Err(AuthError::from(FieldViolation::new("key", "is required")).into());
+            return Err(AuthError::from(FieldViolation::new("key", "is required")));
         }
         let row = self.verified_api_key(key).await?;
         Ok(VerifyApiKeyResponse {

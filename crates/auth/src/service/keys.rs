@@ -9,7 +9,7 @@ use metrix_core::error::FieldViolation;
 use metrix_core::page_token::{self, PageLimits};
 use metrix_core::time::{duration_micros, now_micros};
 use metrix_proto::auth::v1::*;
-use tonic::{Request, Status};
+use tonic::Request;
 
 use crate::app::rotate_keys;
 use crate::audit::{self, AuditEntry};
@@ -25,7 +25,7 @@ impl AuthApi {
     pub(super) async fn rotate_signing_keys(
         &self,
         request: Request<RotateSigningKeysRequest>,
-    ) -> Result<RotateSigningKeysResponse, Status> {
+    ) -> Result<RotateSigningKeysResponse, AuthError> {
         let client = self.client(&request);
         let caller = self.current_service(&request, Scope::KeysRotate).await?;
         let recently = self
@@ -35,7 +35,9 @@ impl AuthApi {
             .await?
             .is_some_and(|rotated| now_micros() - rotated < duration_micros(MIN_ROTATION_INTERVAL));
         if recently {
-            return Err(AuthError::FailedPrecondition("the signing keys were rotated less than a minute ago").into());
+            return Err(AuthError::FailedPrecondition(
+                "the signing keys were rotated less than a minute ago",
+            ));
         }
         let rotation = rotate_keys(&self.state).await?;
         let details = BTreeMap::from([
@@ -61,14 +63,17 @@ impl AuthApi {
     pub(super) async fn list_audit_events(
         &self,
         request: Request<ListAuditEventsRequest>,
-    ) -> Result<ListAuditEventsResponse, Status> {
+    ) -> Result<ListAuditEventsResponse, AuthError> {
         let caller = self.current_admin(&request).await?;
         let request = request.get_ref();
         let kind = match AuditEventKind::try_from(request.kind) {
             Ok(AuditEventKind::Unspecified) => None,
             Ok(kind) => Some(audit::kind_name(kind)),
             Err(_) => {
-                return Err(AuthError::from(FieldViolation::new("kind", "is not a known audit event kind")).into());
+                return Err(AuthError::from(FieldViolation::new(
+                    "kind",
+                    "is not a known audit event kind",
+                )));
             }
         };
         let filters = format!("{}|{}", caller.organization_id, kind.unwrap_or(""));

@@ -7,7 +7,7 @@ use metrix_core::error::FieldViolation;
 use metrix_core::page_token::{self, PageLimits};
 use metrix_core::time::timestamp;
 use metrix_proto::auth::v1::*;
-use tonic::{Request, Status};
+use tonic::Request;
 
 use crate::app::{SERVICE_ACCOUNT_SECRET_PREFIX, create_service_account};
 use crate::audit::AuditEntry;
@@ -57,7 +57,7 @@ impl AuthApi {
     pub(super) async fn create_service_account(
         &self,
         request: Request<CreateServiceAccountRequest>,
-    ) -> Result<CreateServiceAccountResponse, Status> {
+    ) -> Result<CreateServiceAccountResponse, AuthError> {
         let client = self.client(&request);
         let caller = self.current_admin(&request).await?;
         let request = request.into_inner();
@@ -69,7 +69,7 @@ impl AuthApi {
             .map_err(|violation| violations.push(violation))
             .ok();
         let (Some(display_name), Some(scopes)) = (display_name, scopes) else {
-            return Err(AuthError::from(violations).into());
+            return Err(AuthError::from(violations));
         };
         let (account, secret) = create_service_account(
             &self.state.store,
@@ -146,7 +146,7 @@ impl AuthApi {
     pub(super) async fn list_service_accounts(
         &self,
         request: Request<ListServiceAccountsRequest>,
-    ) -> Result<ListServiceAccountsResponse, Status> {
+    ) -> Result<ListServiceAccountsResponse, AuthError> {
         let caller = self.current_admin(&request).await?;
         let request = request.get_ref();
         let (size, cursor) = page_token::page_request::<Cursor>(
@@ -174,13 +174,13 @@ impl AuthApi {
     pub(super) async fn rotate_service_account_secret(
         &self,
         request: Request<RotateServiceAccountSecretRequest>,
-    ) -> Result<RotateServiceAccountSecretResponse, Status> {
+    ) -> Result<RotateServiceAccountSecretResponse, AuthError> {
         let client = self.client(&request);
         let caller = self.current_admin(&request).await?;
         let client_id = request.into_inner().client_id;
         let client_id = client_id.trim();
         if client_id.is_empty() {
-            return Err(AuthError::from(FieldViolation::new("client_id", "is required")).into());
+            return Err(AuthError::from(FieldViolation::new("client_id", "is required")));
         }
         let secret = random_token(SERVICE_ACCOUNT_SECRET_PREFIX);
         let (account, revocation) = self
@@ -212,13 +212,13 @@ impl AuthApi {
     pub(super) async fn revoke_service_account(
         &self,
         request: Request<RevokeServiceAccountRequest>,
-    ) -> Result<RevokeServiceAccountResponse, Status> {
+    ) -> Result<RevokeServiceAccountResponse, AuthError> {
         let client = self.client(&request);
         let caller = self.current_admin(&request).await?;
         let client_id = request.into_inner().client_id;
         let client_id = client_id.trim();
         if client_id.is_empty() {
-            return Err(AuthError::from(FieldViolation::new("client_id", "is required")).into());
+            return Err(AuthError::from(FieldViolation::new("client_id", "is required")));
         }
         let (account, revocation) = self
             .state

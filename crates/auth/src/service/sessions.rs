@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use metrix_core::authn::{Scope, TokenError};
 use metrix_core::client::ClientInfo;
-use metrix_core::error::FieldViolation;
+use metrix_core::error::{FieldViolation, Violations};
 use metrix_core::time::{duration_micros, now_micros, timestamp};
 use metrix_proto::auth::v1::*;
 use secrecy::SecretString;
@@ -230,10 +230,15 @@ impl AuthApi {
     pub(super) async fn sign_in(&self, request: Request<SignInRequest>) -> Result<SignInResponse, AuthError> {
         let client = self.client(&request);
         let request = request.into_inner();
-        let email = Email::parse("email", &request.email)?;
+        let mut violations = Violations::new();
+        let email = violations.check(Email::parse("email", &request.email));
         if request.password.is_empty() {
-            return Err(FieldViolation::new("password", "is required").into());
+            violations.add("password", "is required");
         }
+        let Some(email) = email else {
+            return Err(violations.into_vec().into());
+        };
+        violations.finish()?;
         let throttle = &self.state.throttle;
         throttle.check_ip("sign-in", client.ip).await?;
         let attempt = throttle.begin_attempt(&email).await?;
@@ -306,6 +311,7 @@ impl AuthApi {
             redirect_uri: redirect_uri.to_string(),
         };
         let url = provider.authorization_url(&redirect_uri, &state, &pending.nonce, &pending.code_challenge);
+        #[allow(clippy::expect_used, reason = "a struct of strings always serialises")]
         let stored = serde_json::to_vec(&pending).expect("pending authorizations serialise");
         self.state
             .cache

@@ -9,7 +9,7 @@ use metrix_core::error::FieldViolation;
 use metrix_core::page_token::{self, PageLimits};
 use metrix_core::time::{duration_micros, now_micros, timestamp};
 use metrix_proto::auth::v1::*;
-use tonic::{Request, Status};
+use tonic::Request;
 
 use crate::audit::AuditEntry;
 use crate::domain::Email;
@@ -67,7 +67,7 @@ impl AuthApi {
     pub(super) async fn get_current_user(
         &self,
         request: Request<GetCurrentUserRequest>,
-    ) -> Result<GetCurrentUserResponse, Status> {
+    ) -> Result<GetCurrentUserResponse, AuthError> {
         let (_, user) = self
             .current_user(&request, &[Role::CompanyUser, Role::Analyst, Role::Admin])
             .await?;
@@ -87,7 +87,7 @@ impl AuthApi {
         })
     }
 
-    pub(super) async fn list_users(&self, request: Request<ListUsersRequest>) -> Result<ListUsersResponse, Status> {
+    pub(super) async fn list_users(&self, request: Request<ListUsersRequest>) -> Result<ListUsersResponse, AuthError> {
         let caller = self.current_admin(&request).await?;
         let request = request.get_ref();
         let (size, cursor) = page_token::page_request::<Cursor>(
@@ -115,7 +115,7 @@ impl AuthApi {
     pub(super) async fn update_user_role(
         &self,
         request: Request<UpdateUserRoleRequest>,
-    ) -> Result<UpdateUserRoleResponse, Status> {
+    ) -> Result<UpdateUserRoleResponse, AuthError> {
         let client = self.client(&request);
         let caller = self.current_admin(&request).await?;
         let request = request.into_inner();
@@ -127,7 +127,7 @@ impl AuthApi {
             .map_err(|violation| violations.push(violation))
             .ok();
         let Some(role) = role.filter(|_| violations.is_empty()) else {
-            return Err(AuthError::from(violations).into());
+            return Err(AuthError::from(violations));
         };
         let change = self
             .state
@@ -163,7 +163,10 @@ impl AuthApi {
         })
     }
 
-    pub(super) async fn invite_user(&self, request: Request<InviteUserRequest>) -> Result<InviteUserResponse, Status> {
+    pub(super) async fn invite_user(
+        &self,
+        request: Request<InviteUserRequest>,
+    ) -> Result<InviteUserResponse, AuthError> {
         let client = self.client(&request);
         let caller = self.current_admin(&request).await?;
         let request = request.into_inner();
@@ -175,7 +178,7 @@ impl AuthApi {
             .map_err(|violation| violations.push(violation))
             .ok();
         let (Some(email), Some(role)) = (email, role) else {
-            return Err(AuthError::from(violations).into());
+            return Err(AuthError::from(violations));
         };
         let token = random_token("mxi_");
         let expires_at = now_micros() + duration_micros(INVITATION_TTL);
@@ -216,16 +219,16 @@ impl AuthApi {
     pub(super) async fn deactivate_user(
         &self,
         request: Request<DeactivateUserRequest>,
-    ) -> Result<DeactivateUserResponse, Status> {
+    ) -> Result<DeactivateUserResponse, AuthError> {
         let client = self.client(&request);
         let caller = self.current_admin(&request).await?;
         let user_id = request.into_inner().user_id;
         let user_id = user_id.trim();
         if user_id.is_empty() {
-            return Err(AuthError::from(FieldViolation::new("user_id", "is required")).into());
+            return Err(AuthError::from(FieldViolation::new("user_id", "is required")));
         }
         if user_id == caller.subject {
-            return Err(AuthError::FailedPrecondition("you cannot deactivate yourself").into());
+            return Err(AuthError::FailedPrecondition("you cannot deactivate yourself"));
         }
         let deactivation = self
             .state

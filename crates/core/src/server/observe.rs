@@ -89,6 +89,10 @@ pub async fn assign_request_id(mut request: Request, next: Next) -> Response {
         .get(REQUEST_ID_HEADER)
         .and_then(accepted_request_id)
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    #[allow(
+        clippy::expect_used,
+        reason = "an accepted id is checked header-safe ASCII, a generated one is a UUID"
+    )]
     let header = HeaderValue::from_str(&request_id).expect("request ids are checked or generated as header-safe ascii");
     request.headers_mut().insert(REQUEST_ID_HEADER, header.clone());
     request.extensions_mut().insert(RequestId(request_id));

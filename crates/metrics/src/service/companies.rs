@@ -7,7 +7,7 @@ use metrix_core::time::{current_year, now_micros, timestamp};
 use metrix_core::{page_token, reference};
 use metrix_proto::metrics::v1::*;
 use serde::{Deserialize, Serialize};
-use tonic::{Request, Status};
+use tonic::Request;
 
 use crate::app::peer_key;
 use crate::catalog;
@@ -73,7 +73,7 @@ impl MetricsApi {
     pub(super) async fn create_company(
         &self,
         request: Request<CreateCompanyRequest>,
-    ) -> Result<CreateCompanyResponse, Status> {
+    ) -> Result<CreateCompanyResponse, MetricsError> {
         let caller = authorize(&request, &ADMINS, &[Scope::MetricsWrite])?.clone();
         let company = request.into_inner().company.unwrap_or_default();
         let fields = CompanyFields::parse("company", &company, current_year()).map_err(MetricsError::from)?;
@@ -99,7 +99,10 @@ impl MetricsApi {
         })
     }
 
-    pub(super) async fn get_company(&self, request: Request<GetCompanyRequest>) -> Result<GetCompanyResponse, Status> {
+    pub(super) async fn get_company(
+        &self,
+        request: Request<GetCompanyRequest>,
+    ) -> Result<GetCompanyResponse, MetricsError> {
         let caller = authorize(&request, &READERS, &[Scope::Read])?;
         let company_id = required("company_id", &request.get_ref().company_id).map_err(MetricsError::from)?;
         let row = self
@@ -116,7 +119,7 @@ impl MetricsApi {
     pub(super) async fn update_company(
         &self,
         request: Request<UpdateCompanyRequest>,
-    ) -> Result<UpdateCompanyResponse, Status> {
+    ) -> Result<UpdateCompanyResponse, MetricsError> {
         let caller = authorize(&request, &ADMINS, &[Scope::MetricsWrite])?.clone();
         let request = request.into_inner();
         let update = request.company.unwrap_or_default();
@@ -147,7 +150,7 @@ impl MetricsApi {
     pub(super) async fn list_companies(
         &self,
         request: Request<ListCompaniesRequest>,
-    ) -> Result<ListCompaniesResponse, Status> {
+    ) -> Result<ListCompaniesResponse, MetricsError> {
         let caller = authorize(&request, &READERS, &[Scope::Read])?;
         let request = request.get_ref();
         let mut violations = Vec::new();
@@ -170,7 +173,7 @@ impl MetricsApi {
             ));
         }
         if !violations.is_empty() {
-            return Err(MetricsError::from(violations).into());
+            return Err(MetricsError::from(violations));
         }
         let filter = CompanyFilter {
             sector_id,
@@ -207,7 +210,7 @@ impl MetricsApi {
     pub(super) async fn list_sectors(
         &self,
         request: Request<ListSectorsRequest>,
-    ) -> Result<ListSectorsResponse, Status> {
+    ) -> Result<ListSectorsResponse, MetricsError> {
         principal(&request)?;
         let request = request.get_ref();
         let (sectors, next_page_token) = static_page(
@@ -226,7 +229,7 @@ impl MetricsApi {
     pub(super) async fn list_metric_definitions(
         &self,
         request: Request<ListMetricDefinitionsRequest>,
-    ) -> Result<ListMetricDefinitionsResponse, Status> {
+    ) -> Result<ListMetricDefinitionsResponse, MetricsError> {
         principal(&request)?;
         let request = request.get_ref();
         let metric_ids = metric_filter("metric_ids", &request.metric_ids).map_err(MetricsError::from)?;

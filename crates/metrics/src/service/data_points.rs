@@ -4,7 +4,7 @@ use metrix_core::authn::Scope;
 use metrix_core::time::{now_micros, timestamp};
 use metrix_proto::metrics::v1::*;
 use prost::Message as _;
-use tonic::{Request, Status};
+use tonic::Request;
 
 use crate::error::MetricsError;
 
@@ -14,25 +14,21 @@ impl MetricsApi {
     pub(super) async fn record_data_points(
         &self,
         request: Request<RecordDataPointsRequest>,
-    ) -> Result<RecordDataPointsResponse, Status> {
+    ) -> Result<RecordDataPointsResponse, MetricsError> {
         let caller = authorize(&request, &READERS, &[Scope::MetricsWrite])?.clone();
         let encoded_length = request.get_ref().encoded_len();
         let request = request.into_inner();
         if encoded_length > crate::events::MAX_BATCH_BYTES {
-            return Err(metrix_core::error::status(
-                metrix_core::error::ErrorKind::ResourceExhausted,
-                format!(
-                    "the batch is {encoded_length} bytes; at most {} bytes per call",
-                    crate::events::MAX_BATCH_BYTES
-                ),
-            ));
+            return Err(MetricsError::BatchTooLarge {
+                bytes: encoded_length,
+                limit: crate::events::MAX_BATCH_BYTES,
+            });
         }
         if request.data_points.is_empty() || request.data_points.len() > crate::data_points::MAX_BATCH_POINTS {
             return Err(MetricsError::invalid(
                 "data_points",
                 format!("must hold 1 to {} points", crate::data_points::MAX_BATCH_POINTS),
-            )
-            .into());
+            ));
         }
         let now = now_micros();
         let mut violations = Vec::new();
@@ -44,7 +40,7 @@ impl MetricsApi {
             }
         }
         if !violations.is_empty() {
-            return Err(MetricsError::from(violations).into());
+            return Err(MetricsError::from(violations));
         }
         self.state
             .store
@@ -58,7 +54,7 @@ impl MetricsApi {
     pub(super) async fn query_data_points(
         &self,
         request: Request<QueryDataPointsRequest>,
-    ) -> Result<QueryDataPointsResponse, Status> {
+    ) -> Result<QueryDataPointsResponse, MetricsError> {
         let caller = authorize(&request, &READERS, &[Scope::Read])?;
         let query = crate::data_points::parse_query(request.get_ref(), now_micros()).map_err(MetricsError::from)?;
         let series_type = match query.point_type {

@@ -43,12 +43,15 @@ impl MetricsApi {
         }
     }
 
-    pub(super) async fn track_event(&self, request: Request<TrackEventRequest>) -> Result<TrackEventResponse, Status> {
+    pub(super) async fn track_event(
+        &self,
+        request: Request<TrackEventRequest>,
+    ) -> Result<TrackEventResponse, MetricsError> {
         let caller = authorize(&request, &READERS, &[Scope::EventsWrite])?.clone();
         let arrival = self.arrival(&request);
         let request = request.into_inner();
         let Some(event) = request.event else {
-            return Err(MetricsError::invalid("event", "is required").into());
+            return Err(MetricsError::invalid("event", "is required"));
         };
         let parsed = parse_event(&event, &arrival).map_err(|problems| {
             MetricsError::from(
@@ -86,22 +89,19 @@ impl MetricsApi {
     pub(super) async fn track_events(
         &self,
         request: Request<TrackEventsRequest>,
-    ) -> Result<TrackEventsResponse, Status> {
+    ) -> Result<TrackEventsResponse, MetricsError> {
         let caller = authorize(&request, &READERS, &[Scope::EventsWrite])?.clone();
         let arrival = self.arrival(&request);
         let encoded_length = request.get_ref().encoded_len();
         let request = request.into_inner();
         if encoded_length > crate::events::MAX_BATCH_BYTES {
-            return Err(metrix_core::error::status(
-                metrix_core::error::ErrorKind::ResourceExhausted,
-                format!(
-                    "the batch is {encoded_length} bytes; at most {} bytes per call",
-                    crate::events::MAX_BATCH_BYTES
-                ),
-            ));
+            return Err(MetricsError::BatchTooLarge {
+                bytes: encoded_length,
+                limit: crate::events::MAX_BATCH_BYTES,
+            });
         }
         if request.events.is_empty() {
-            return Err(MetricsError::invalid("events", "must hold at least one event").into());
+            return Err(MetricsError::invalid("events", "must hold at least one event"));
         }
         if request.events.len() > crate::events::MAX_BATCH_EVENTS {
             return Err(MetricsError::invalid(
@@ -111,14 +111,14 @@ impl MetricsApi {
                     request.events.len(),
                     crate::events::MAX_BATCH_EVENTS
                 ),
-            )
-            .into());
+            ));
         }
         let mut results: Vec<TrackEventResult> = Vec::with_capacity(request.events.len());
         let mut to_store: Vec<NewEvent> = Vec::new();
         let mut seen: HashMap<String, usize> = HashMap::new();
         for (index, event) in request.events.iter().enumerate() {
-            let index_number = i32::try_from(index).expect("a batch holds at most 1,000 events");
+            // A batch holds at most 1,000 events.
+            let index_number = i32::try_from(index).unwrap_or(i32::MAX);
             match parse_event(event, &arrival) {
                 Err(problems) => {
                     let (field, reason) = problems.into_iter().next().unwrap_or_default();
@@ -189,7 +189,7 @@ impl MetricsApi {
         })
     }
 
-    pub(super) async fn get_event(&self, request: Request<GetEventRequest>) -> Result<GetEventResponse, Status> {
+    pub(super) async fn get_event(&self, request: Request<GetEventRequest>) -> Result<GetEventResponse, MetricsError> {
         let caller = authorize(&request, &READERS, &[Scope::Read])?;
         let event_id = required("event_id", &request.get_ref().event_id).map_err(MetricsError::from)?;
         let event = self
@@ -203,7 +203,10 @@ impl MetricsApi {
         })
     }
 
-    pub(super) async fn list_events(&self, request: Request<ListEventsRequest>) -> Result<ListEventsResponse, Status> {
+    pub(super) async fn list_events(
+        &self,
+        request: Request<ListEventsRequest>,
+    ) -> Result<ListEventsResponse, MetricsError> {
         let caller = authorize(&request, &READERS, &[Scope::Read])?;
         let request = request.get_ref();
         let selection = EventSelection::parse("filter", request.filter.as_ref()).map_err(MetricsError::from)?;
@@ -238,7 +241,7 @@ impl MetricsApi {
     pub(super) async fn count_events(
         &self,
         request: Request<CountEventsRequest>,
-    ) -> Result<CountEventsResponse, Status> {
+    ) -> Result<CountEventsResponse, MetricsError> {
         let caller = authorize(&request, &READERS, &[Scope::Read])?;
         let selection =
             EventSelection::parse("filter", request.get_ref().filter.as_ref()).map_err(MetricsError::from)?;
@@ -259,7 +262,7 @@ impl MetricsApi {
     pub(super) async fn get_dashboard(
         &self,
         request: Request<GetDashboardRequest>,
-    ) -> Result<GetDashboardResponse, Status> {
+    ) -> Result<GetDashboardResponse, MetricsError> {
         let caller = authorize(&request, &READERS, &[Scope::Read])?;
         let request = request.get_ref();
         let now = now_micros();
@@ -281,7 +284,7 @@ impl MetricsApi {
     pub(super) async fn watch_dashboard(
         &self,
         request: Request<WatchDashboardRequest>,
-    ) -> Result<ResponseStream<WatchDashboardResponse>, Status> {
+    ) -> Result<ResponseStream<WatchDashboardResponse>, MetricsError> {
         let caller = authorize(&request, &READERS, &[Scope::Read])?.clone();
         let lease = crate::streams::admit(&request, &caller).await?;
         let request = request.into_inner();
@@ -348,7 +351,7 @@ impl MetricsApi {
     pub(super) async fn watch_events(
         &self,
         request: Request<WatchEventsRequest>,
-    ) -> Result<ResponseStream<WatchEventsResponse>, Status> {
+    ) -> Result<ResponseStream<WatchEventsResponse>, MetricsError> {
         let caller = authorize(&request, &READERS, &[Scope::Read])?.clone();
         let selection =
             EventSelection::parse("filter", request.get_ref().filter.as_ref()).map_err(MetricsError::from)?;
@@ -408,7 +411,7 @@ impl MetricsApi {
     pub(super) async fn export_events(
         &self,
         request: Request<ExportEventsRequest>,
-    ) -> Result<ResponseStream<ExportEventsResponse>, Status> {
+    ) -> Result<ResponseStream<ExportEventsResponse>, MetricsError> {
         let caller = authorize(&request, &READERS, &[Scope::Read])?.clone();
         let lease = crate::streams::admit(&request, &caller).await?;
         let request = request.into_inner();
@@ -416,7 +419,7 @@ impl MetricsApi {
         let format = match ExportFormat::try_from(request.format) {
             Ok(ExportFormat::Unspecified | ExportFormat::Csv) => crate::export::Format::Csv,
             Ok(ExportFormat::Ndjson) => crate::export::Format::Ndjson,
-            Err(_) => return Err(MetricsError::invalid("format", "is not an export format").into()),
+            Err(_) => return Err(MetricsError::invalid("format", "is not an export format")),
         };
         let stream = crate::export::export_stream(
             self.state.store.clone(),

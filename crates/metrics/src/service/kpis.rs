@@ -7,7 +7,7 @@ use metrix_core::error::FieldViolation;
 use metrix_core::page_token;
 use metrix_core::time::{now_micros, timestamp};
 use metrix_proto::metrics::v1::*;
-use tonic::{Request, Status};
+use tonic::Request;
 
 use crate::app::announce_kpi_changes;
 use crate::error::MetricsError;
@@ -60,11 +60,14 @@ fn kpi_to_proto(row: KpiRow) -> KpiValue {
 }
 
 impl MetricsApi {
-    pub(super) async fn record_kpis(&self, request: Request<RecordKpisRequest>) -> Result<RecordKpisResponse, Status> {
+    pub(super) async fn record_kpis(
+        &self,
+        request: Request<RecordKpisRequest>,
+    ) -> Result<RecordKpisResponse, MetricsError> {
         let caller = authorize(&request, &READERS, &[Scope::MetricsWrite])?.clone();
         let request = request.into_inner();
         if request.kpi_values.is_empty() {
-            return Err(MetricsError::invalid("kpi_values", "must hold at least one value").into());
+            return Err(MetricsError::invalid("kpi_values", "must hold at least one value"));
         }
         if request.kpi_values.len() > MAX_KPI_BATCH {
             return Err(MetricsError::invalid(
@@ -73,8 +76,7 @@ impl MetricsApi {
                     "holds {} values; at most {MAX_KPI_BATCH} per call",
                     request.kpi_values.len()
                 ),
-            )
-            .into());
+            ));
         }
         let mut violations = Vec::new();
         let mut values = Vec::with_capacity(request.kpi_values.len());
@@ -143,7 +145,7 @@ impl MetricsApi {
             }
         }
         if !violations.is_empty() {
-            return Err(MetricsError::from(violations).into());
+            return Err(MetricsError::from(violations));
         }
         let recorded = self
             .state
@@ -160,7 +162,7 @@ impl MetricsApi {
         })
     }
 
-    pub(super) async fn list_kpis(&self, request: Request<ListKpisRequest>) -> Result<ListKpisResponse, Status> {
+    pub(super) async fn list_kpis(&self, request: Request<ListKpisRequest>) -> Result<ListKpisResponse, MetricsError> {
         let caller = authorize(&request, &READERS, &[Scope::Read])?.clone();
         let request = request.into_inner();
         let mut violations = Vec::new();
@@ -180,7 +182,7 @@ impl MetricsApi {
             violations.push(FieldViolation::new("source", "is not a KPI source"));
         }
         if !violations.is_empty() {
-            return Err(MetricsError::from(violations).into());
+            return Err(MetricsError::from(violations));
         }
         let company_id = request.company_id.trim().to_owned();
         if !company_id.is_empty()
@@ -191,7 +193,7 @@ impl MetricsApi {
                 .await?
                 .is_none()
         {
-            return Err(MetricsError::NotFound("company").into());
+            return Err(MetricsError::NotFound("company"));
         }
         let filter = KpiFilter {
             company_id,
@@ -237,7 +239,7 @@ impl MetricsApi {
     pub(super) async fn calculate_kpi(
         &self,
         request: Request<CalculateKpiRequest>,
-    ) -> Result<CalculateKpiResponse, Status> {
+    ) -> Result<CalculateKpiResponse, MetricsError> {
         authorize(&request, &READERS, &[Scope::Read, Scope::MetricsWrite])?;
         let request = request.into_inner();
         let inputs: BTreeMap<String, f64> = request.inputs.into_iter().collect();
@@ -249,18 +251,17 @@ impl MetricsApi {
     pub(super) async fn validate_kpi(
         &self,
         request: Request<ValidateKpiRequest>,
-    ) -> Result<ValidateKpiResponse, Status> {
+    ) -> Result<ValidateKpiResponse, MetricsError> {
         let caller = authorize(&request, &READERS, &[Scope::Read, Scope::MetricsWrite])?.clone();
         let request = request.into_inner();
         let Some(kpi) = request.kpi else {
-            return Err(MetricsError::invalid("kpi", "is required").into());
+            return Err(MetricsError::invalid("kpi", "is required"));
         };
         if request.related_values.len() > MAX_RELATED_VALUES {
             return Err(MetricsError::invalid(
                 "related_values",
                 format!("holds more than {MAX_RELATED_VALUES} values"),
-            )
-            .into());
+            ));
         }
         let mut related = validation::RelatedValues::new();
         let company_id = kpi.company_id.trim();
@@ -272,7 +273,7 @@ impl MetricsApi {
                 .await?
                 .is_none()
             {
-                return Err(MetricsError::NotFound("company").into());
+                return Err(MetricsError::NotFound("company"));
             }
             if let Ok(period) = Period::parse(kpi.period.trim()) {
                 related = self
@@ -308,7 +309,7 @@ impl MetricsApi {
             related.insert(value.metric_id.trim().to_owned(), value.value);
         }
         if !violations.is_empty() {
-            return Err(MetricsError::from(violations).into());
+            return Err(MetricsError::from(violations));
         }
         let candidate = KpiCandidate {
             metric_id: kpi.metric_id.trim().to_owned(),
@@ -318,7 +319,10 @@ impl MetricsApi {
         Ok(validation::validate(&candidate, &related).into_proto())
     }
 
-    pub(super) async fn import_kpis(&self, request: Request<ImportKpisRequest>) -> Result<ImportKpisResponse, Status> {
+    pub(super) async fn import_kpis(
+        &self,
+        request: Request<ImportKpisRequest>,
+    ) -> Result<ImportKpisResponse, MetricsError> {
         let caller = authorize(&request, &IMPORTERS, &[Scope::MetricsWrite])?.clone();
         let request = request.into_inner();
         let request_company_id = request.company_id.trim().to_owned();
@@ -330,7 +334,7 @@ impl MetricsApi {
                 .await?
                 .is_none()
         {
-            return Err(MetricsError::NotFound("company").into());
+            return Err(MetricsError::NotFound("company"));
         }
         let mut parsed = import::parse(&request.csv_content, &request_company_id).map_err(MetricsError::from)?;
         // Rows naming companies outside the organisation are rejected like any bad row.

@@ -27,7 +27,7 @@ impl MetricsApi {
     pub(super) async fn list_peer_values(
         &self,
         request: Request<ListPeerValuesRequest>,
-    ) -> Result<ResponseStream<ListPeerValuesResponse>, Status> {
+    ) -> Result<ResponseStream<ListPeerValuesResponse>, MetricsError> {
         principal(&request)?.require_platform_scope(Scope::PeersRead)?;
         let request = request.into_inner();
         let mut violations = Vec::new();
@@ -52,7 +52,7 @@ impl MetricsApi {
             .map_err(|violation| violations.push(violation))
             .unwrap_or_default();
         if !violations.is_empty() {
-            return Err(MetricsError::from(violations).into());
+            return Err(MetricsError::from(violations));
         }
         let mut exclude_company_ids: Vec<String> = request
             .exclude_company_ids

@@ -65,7 +65,10 @@ impl From<EventRow> for NewEvent {
 /// Where the next page of events starts.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EventCursor {
+    /// When the last event of the previous page occurred, corrected for clock skew, in microseconds
+    /// since the Unix epoch.
     pub occurred_at: i64,
+    /// The id of that event, which orders events that occurred in the same microsecond.
     pub event_id: String,
 }
 
@@ -374,6 +377,7 @@ fn copy_text(row: &mut String, text: &str) {
 
 /// The rows of `events` of `organization_id` as `COPY` text, in the column
 /// order of [`COPY_EVENTS`].
+#[allow(clippy::expect_used, reason = "writing to a String cannot fail")]
 fn copy_rows(organization_id: &str, events: &[NewEvent]) -> String {
     use std::fmt::Write as _;
     let mut rows = String::with_capacity(events.len() * 256);

@@ -3,6 +3,8 @@
 //! with its own database). Callers' tokens and API keys come from a
 //! stand-in issuer that the service trusts as it trusts the auth service.
 
+#![allow(clippy::expect_used, clippy::unwrap_used, reason = "a test fails by panicking")]
+
 mod helpers;
 
 mod companies;

@@ -13,6 +13,8 @@
 //! A failing test lists every problem it found and prints the last lines of
 //! each server's log; `TEST_LOG=1` prints the whole logs.
 
+#![allow(clippy::expect_used, clippy::unwrap_used, reason = "a test fails by panicking")]
+
 mod bad_input;
 mod client;
 mod crashes;
