@@ -175,11 +175,9 @@ impl Violations {
     pub fn nested<T>(&mut self, prefix: &str, parse: impl FnOnce(&mut Violations) -> T) -> T {
         let mut inner = Violations::new();
         let value = parse(&mut inner);
-        self.found
-            .extend(inner.found.into_iter().map(|violation| FieldViolation {
-                field: join_path(prefix, &violation.field),
-                description: violation.description,
-            }));
+        if let Err(violations) = within(prefix, inner.finish()) {
+            self.found.extend(violations);
+        }
         value
     }
 
@@ -197,6 +195,20 @@ impl Violations {
     pub fn into_vec(self) -> Vec<FieldViolation> {
         self.found
     }
+}
+
+/// `result`, its violations placed under `prefix` (a part of the request
+/// parsed on its own, such as `company`).
+pub fn within<T>(prefix: &str, result: Result<T, Vec<FieldViolation>>) -> Result<T, Vec<FieldViolation>> {
+    result.map_err(|violations| {
+        violations
+            .into_iter()
+            .map(|violation| FieldViolation {
+                field: join_path(prefix, &violation.field),
+                description: violation.description,
+            })
+            .collect()
+    })
 }
 
 /// `field` under `prefix`: `a` + `b` = `a.b`, `a` + `[2].b` = `a[2].b`,

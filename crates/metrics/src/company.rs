@@ -1,7 +1,7 @@
 //! Companies: the parsed form of a company's editable fields, and the
 //! update-mask rules of UpdateCompany.
 
-use metrix_core::error::FieldViolation;
+use metrix_core::error::{FieldViolation, Violations};
 use metrix_core::reference;
 use metrix_proto::metrics::v1::{BusinessModel, Company};
 
@@ -118,30 +118,31 @@ pub fn fields_to_update(company: &Company, mask_paths: &[String]) -> Result<Vec<
 }
 
 impl CompanyFields {
-    /// Parses every editable field of `company`, collecting all violations
-    /// with paths under `prefix` (such as `company`).
-    pub fn parse(prefix: &str, company: &Company, current_year: i32) -> Result<Self, Vec<FieldViolation>> {
-        let mut violations = Vec::new();
-        let name = parse_name(prefix, &company.name).map_err(|violation| violations.push(violation));
-        let sector_id = parse_sector(prefix, &company.sector_id).map_err(|violation| violations.push(violation));
-        let business_model =
-            parse_business_model(prefix, company.business_model).map_err(|violation| violations.push(violation));
-        let country_code = parse_country(prefix, &company.country_code).map_err(|violation| violations.push(violation));
-        let founding_year = parse_founding_year(prefix, company.founding_year, current_year)
-            .map_err(|violation| violations.push(violation));
-        match (name, sector_id, business_model, country_code, founding_year) {
-            (Ok(name), Ok(sector_id), Ok(business_model), Ok(country_code), Ok(founding_year)) => Ok(Self {
-                name,
-                sector_id,
-                business_model,
-                country_code,
-                founding_year,
-            }),
-            _ => Err(violations),
-        }
+    /// Parses every editable field of `company`, collecting all violations,
+    /// named by their path inside the company (`name`, `sector_id`, …).
+    pub fn parse(company: &Company, current_year: i32) -> Result<Self, Vec<FieldViolation>> {
+        let mut violations = Violations::new();
+        let name = violations.check(parse_name(&company.name));
+        let sector_id = violations.check(parse_sector(&company.sector_id));
+        let business_model = violations.check(parse_business_model(company.business_model));
+        let country_code = violations.check(parse_country(&company.country_code));
+        let founding_year = violations.check(parse_founding_year(company.founding_year, current_year));
+        let (Some(name), Some(sector_id), Some(business_model), Some(country_code), Some(founding_year)) =
+            (name, sector_id, business_model, country_code, founding_year)
+        else {
+            return Err(violations.into_vec());
+        };
+        Ok(Self {
+            name,
+            sector_id,
+            business_model,
+            country_code,
+            founding_year,
+        })
     }
 
-    /// `self` with the `fields` of `update` applied, each parsed.
+    /// `self` with the `fields` of `update` applied, each parsed; violations
+    /// are named by their path inside the company.
     pub fn updated(
         &self,
         update: &Company,
@@ -149,107 +150,95 @@ impl CompanyFields {
         current_year: i32,
     ) -> Result<Self, Vec<FieldViolation>> {
         let mut next = self.clone();
-        let mut violations = Vec::new();
+        let mut violations = Violations::new();
         for field in fields {
             let outcome = match field {
-                UpdatableField::Name => parse_name("company", &update.name).map(|name| next.name = name),
-                UpdatableField::SectorId => {
-                    parse_sector("company", &update.sector_id).map(|sector| next.sector_id = sector)
-                }
+                UpdatableField::Name => parse_name(&update.name).map(|name| next.name = name),
+                UpdatableField::SectorId => parse_sector(&update.sector_id).map(|sector| next.sector_id = sector),
                 UpdatableField::BusinessModel => {
-                    parse_business_model("company", update.business_model).map(|model| next.business_model = model)
+                    parse_business_model(update.business_model).map(|model| next.business_model = model)
                 }
                 UpdatableField::CountryCode => {
-                    parse_country("company", &update.country_code).map(|country| next.country_code = country)
+                    parse_country(&update.country_code).map(|country| next.country_code = country)
                 }
-                UpdatableField::FoundingYear => parse_founding_year("company", update.founding_year, current_year)
-                    .map(|year| next.founding_year = year),
+                UpdatableField::FoundingYear => {
+                    parse_founding_year(update.founding_year, current_year).map(|year| next.founding_year = year)
+                }
             };
-            if let Err(violation) = outcome {
-                violations.push(violation);
-            }
+            violations.check(outcome);
         }
-        if violations.is_empty() {
-            Ok(next)
-        } else {
-            Err(violations)
-        }
+        violations.finish().map(|()| next)
     }
 }
 
-fn parse_name(prefix: &str, text: &str) -> Result<String, FieldViolation> {
+fn parse_name(text: &str) -> Result<String, FieldViolation> {
     let name = text.trim();
     let length = name.chars().count();
     if length == 0 {
-        return Err(FieldViolation::new(format!("{prefix}.name"), "is required"));
+        return Err(FieldViolation::new("name", "is required"));
     }
     if length > MAX_NAME_LENGTH {
         return Err(FieldViolation::new(
-            format!("{prefix}.name"),
+            "name",
             format!("must be at most {MAX_NAME_LENGTH} characters"),
         ));
     }
     if name.chars().any(char::is_control) {
-        return Err(FieldViolation::new(
-            format!("{prefix}.name"),
-            "must not contain control characters",
-        ));
+        return Err(FieldViolation::new("name", "must not contain control characters"));
     }
     Ok(name.to_owned())
 }
 
-fn parse_sector(prefix: &str, text: &str) -> Result<String, FieldViolation> {
-    let field = format!("{prefix}.sector_id");
+fn parse_sector(text: &str) -> Result<String, FieldViolation> {
+    const FIELD: &str = "sector_id";
     if text.trim().is_empty() {
-        return Err(FieldViolation::new(field, "is required; see ListSectors"));
+        return Err(FieldViolation::new(FIELD, "is required; see ListSectors"));
     }
     match reference::sector(text.trim()) {
         Some(sector) => Ok(sector.id.to_owned()),
         None => Err(FieldViolation::new(
-            field,
+            FIELD,
             format!("{text:?} is not a sector of the taxonomy; see ListSectors"),
         )),
     }
 }
 
-fn parse_business_model(prefix: &str, value: i32) -> Result<BusinessModel, FieldViolation> {
+fn parse_business_model(value: i32) -> Result<BusinessModel, FieldViolation> {
+    const FIELD: &str = "business_model";
     match BusinessModel::try_from(value) {
-        Ok(BusinessModel::Unspecified) => Err(FieldViolation::new(format!("{prefix}.business_model"), "is required")),
+        Ok(BusinessModel::Unspecified) => Err(FieldViolation::new(FIELD, "is required")),
         Ok(model) => Ok(model),
-        Err(_) => Err(FieldViolation::new(
-            format!("{prefix}.business_model"),
-            format!("{value} is not a business model"),
-        )),
+        Err(_) => Err(FieldViolation::new(FIELD, format!("{value} is not a business model"))),
     }
 }
 
-fn parse_country(prefix: &str, text: &str) -> Result<String, FieldViolation> {
-    let field = format!("{prefix}.country_code");
+fn parse_country(text: &str) -> Result<String, FieldViolation> {
+    const FIELD: &str = "country_code";
     let code = text.trim();
     if code.is_empty() {
-        return Err(FieldViolation::new(field, "is required"));
+        return Err(FieldViolation::new(FIELD, "is required"));
     }
     if reference::is_country_code(code) {
         return Ok(code.to_owned());
     }
     if reference::is_country_code(&code.to_ascii_uppercase()) {
         return Err(FieldViolation::new(
-            field,
+            FIELD,
             format!("must be upper case: {}", code.to_ascii_uppercase()),
         ));
     }
     Err(FieldViolation::new(
-        field,
+        FIELD,
         format!("{code:?} is not an ISO 3166-1 alpha-2 country code such as DE or US"),
     ))
 }
 
-fn parse_founding_year(prefix: &str, year: i32, current_year: i32) -> Result<i32, FieldViolation> {
+fn parse_founding_year(year: i32, current_year: i32) -> Result<i32, FieldViolation> {
     if year == 0 || (MIN_FOUNDING_YEAR..=current_year).contains(&year) {
         Ok(year)
     } else {
         Err(FieldViolation::new(
-            format!("{prefix}.founding_year"),
+            "founding_year",
             format!("must be between {MIN_FOUNDING_YEAR} and {current_year}, or 0 when unknown"),
         ))
     }
@@ -272,7 +261,7 @@ mod tests {
 
     #[test]
     fn a_valid_company_parses_trimmed() {
-        let fields = CompanyFields::parse("company", &company(), 2026).expect("valid");
+        let fields = CompanyFields::parse(&company(), 2026).expect("valid");
         assert_eq!(fields.name, "Acme Analytics");
         assert_eq!(fields.business_model, BusinessModel::B2bSaas);
     }
@@ -287,17 +276,11 @@ mod tests {
             founding_year: 2999,
             ..Default::default()
         };
-        let violations = CompanyFields::parse("company", &bad, 2026).expect_err("invalid");
+        let violations = CompanyFields::parse(&bad, 2026).expect_err("invalid");
         let fields: Vec<_> = violations.iter().map(|violation| violation.field.as_str()).collect();
         assert_eq!(
             fields,
-            [
-                "company.name",
-                "company.sector_id",
-                "company.business_model",
-                "company.country_code",
-                "company.founding_year"
-            ]
+            ["name", "sector_id", "business_model", "country_code", "founding_year"]
         );
     }
 
@@ -305,7 +288,7 @@ mod tests {
     fn lower_case_countries_get_a_hint() {
         let mut lower = company();
         lower.country_code = "de".into();
-        let violations = CompanyFields::parse("company", &lower, 2026).expect_err("lower case");
+        let violations = CompanyFields::parse(&lower, 2026).expect_err("lower case");
         assert!(violations[0].description.contains("DE"), "{violations:?}");
     }
 
@@ -329,7 +312,7 @@ mod tests {
 
     #[test]
     fn updates_apply_only_the_masked_fields() {
-        let current = CompanyFields::parse("company", &company(), 2026).expect("valid");
+        let current = CompanyFields::parse(&company(), 2026).expect("valid");
         let update = Company {
             name: "Ignored".into(),
             country_code: "FR".into(),

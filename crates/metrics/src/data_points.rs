@@ -65,60 +65,57 @@ fn is_series_name(text: &str, maximum: usize) -> bool {
             .all(|character| character.is_ascii_lowercase() || character.is_ascii_digit() || "_.-".contains(character))
 }
 
-/// Parses one point; violations name fields under `prefix` (such as `data_points[3]`).
-pub fn parse_point(prefix: &str, point: &DataPoint, now: i64) -> Result<NewDataPoint, Vec<FieldViolation>> {
+/// Parses one point; violations are named by their path inside the point
+/// (`name`, `tags[region]`), for the caller to place.
+pub fn parse_point(point: &DataPoint, now: i64) -> Result<NewDataPoint, Vec<FieldViolation>> {
     let mut violations = Vec::new();
-    let field = |name: &str| format!("{prefix}.{name}");
     let name = point.name.trim();
     if !is_series_name(name, 128) {
         violations.push(FieldViolation::new(
-            field("name"),
+            "name",
             "must be 1 to 128 characters from a-z 0-9 _ . - (such as api.request.latency)",
         ));
     }
     let point_type = match DataPointType::try_from(point.r#type) {
         Ok(DataPointType::Unspecified) | Err(_) => {
-            violations.push(FieldViolation::new(field("type"), "must be GAUGE, COUNTER or TIMING"));
+            violations.push(FieldViolation::new("type", "must be GAUGE, COUNTER or TIMING"));
             DataPointType::Unspecified
         }
         Ok(kind) => kind,
     };
     if !point.value.is_finite() {
-        violations.push(FieldViolation::new(field("value"), "must be a finite number"));
+        violations.push(FieldViolation::new("value", "must be a finite number"));
     } else if point.value < 0.0 && matches!(point_type, DataPointType::Counter | DataPointType::Timing) {
         violations.push(FieldViolation::new(
-            field("value"),
+            "value",
             "must not be negative for counters and timings",
         ));
     }
     if point.unit.chars().count() > 32 {
-        violations.push(FieldViolation::new(field("unit"), "must be at most 32 characters"));
+        violations.push(FieldViolation::new("unit", "must be at most 32 characters"));
     }
     if point.app_id.chars().count() > 64 {
-        violations.push(FieldViolation::new(field("app_id"), "must be at most 64 characters"));
+        violations.push(FieldViolation::new("app_id", "must be at most 64 characters"));
     }
     if point.tags.len() > MAX_TAGS {
         violations.push(FieldViolation::new(
-            field("tags"),
+            "tags",
             format!("must hold at most {MAX_TAGS} tags"),
         ));
     }
     for (key, value) in &point.tags {
         if !is_series_name(key, 64) {
             violations.push(FieldViolation::new(
-                format!("{prefix}.tags[{key}]"),
+                format!("tags[{key}]"),
                 "keys must be 1 to 64 characters from a-z 0-9 _ . -",
             ));
         } else if value.chars().count() > 256 {
             violations.push(FieldViolation::new(
-                format!("{prefix}.tags[{key}]"),
+                format!("tags[{key}]"),
                 "values must be at most 256 characters",
             ));
         } else if value.contains('\0') {
-            violations.push(FieldViolation::new(
-                format!("{prefix}.tags[{key}]"),
-                crate::events::NUL_REASON,
-            ));
+            violations.push(FieldViolation::new(format!("tags[{key}]"), crate::events::NUL_REASON));
         }
     }
     let measured_at = match &point.timestamp {
@@ -127,13 +124,13 @@ pub fn parse_point(prefix: &str, point: &DataPoint, now: i64) -> Result<NewDataP
             Some(micros) if micros <= now + FUTURE_LIMIT => micros,
             Some(_) => {
                 violations.push(FieldViolation::new(
-                    field("timestamp"),
+                    "timestamp",
                     "must not be more than 24 hours in the future",
                 ));
                 now
             }
             None => {
-                violations.push(FieldViolation::new(field("timestamp"), "is not a valid timestamp"));
+                violations.push(FieldViolation::new("timestamp", "is not a valid timestamp"));
                 now
             }
         },
@@ -370,17 +367,9 @@ mod tests {
             timestamp: Some(timestamp(NOW + 2 * FUTURE_LIMIT)),
             ..Default::default()
         };
-        let violations = parse_point("data_points[0]", &point, NOW).expect_err("invalid");
+        let violations = parse_point(&point, NOW).expect_err("invalid");
         let fields: Vec<_> = violations.iter().map(|violation| violation.field.as_str()).collect();
-        assert_eq!(
-            fields,
-            [
-                "data_points[0].name",
-                "data_points[0].value",
-                "data_points[0].tags[Route]",
-                "data_points[0].timestamp"
-            ]
-        );
+        assert_eq!(fields, ["name", "value", "tags[Route]", "timestamp",]);
     }
 
     #[test]

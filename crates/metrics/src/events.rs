@@ -4,7 +4,7 @@
 //! An event is parsed field by field so every problem is named; the edge's
 //! metadata (client IP and user agent) replaces whatever the body claims.
 
-use metrix_core::error::FieldViolation;
+use metrix_core::error::{FieldViolation, Violations};
 use metrix_core::time::{micros_of, timestamp};
 use metrix_proto::metrics::v1::{Event, EventFilter};
 
@@ -76,11 +76,11 @@ fn is_identifier(text: &str, extra: &[char]) -> bool {
         .all(|character| character.is_ascii_alphanumeric() || extra.contains(&character))
 }
 
-/// Parses one event. Problems are returned as (field, reason) pairs with
-/// field paths inside the event, such as `event_type`.
-pub fn parse_event(event: &Event, arrival: &Arrival) -> Result<NewEvent, Vec<(String, String)>> {
-    let mut problems: Vec<(String, String)> = Vec::new();
-    let mut problem = |field: &str, reason: String| problems.push((field.to_owned(), reason));
+/// Parses one event. Every problem is named by its path inside the event,
+/// such as `event_type`; a caller prefixes it with where the event was.
+pub fn parse_event(event: &Event, arrival: &Arrival) -> Result<NewEvent, Vec<FieldViolation>> {
+    let mut violations = Violations::new();
+    let mut problem = |field: &str, reason: String| violations.add(field, reason);
 
     let event_id = event.event_id.trim().to_owned();
     if !event_id.is_empty() && (event_id.len() > 128 || !is_identifier(&event_id, &['-', '_', '.'])) {
@@ -182,9 +182,7 @@ pub fn parse_event(event: &Event, arrival: &Arrival) -> Result<NewEvent, Vec<(St
     } else if occurred_at < arrival.oldest_retained {
         problem(time_field, "puts the event before the retention period".to_owned());
     }
-    if !problems.is_empty() {
-        return Err(problems);
-    }
+    violations.finish()?;
     Ok(NewEvent {
         event_id: if event_id.is_empty() {
             uuid::Uuid::now_v7().to_string()
@@ -252,8 +250,9 @@ pub struct EventSelection {
 }
 
 impl EventSelection {
-    /// Parses a filter; field paths start with `prefix` (such as `filter`).
-    pub fn parse(prefix: &str, filter: Option<&EventFilter>) -> Result<Self, Vec<FieldViolation>> {
+    /// Parses a filter; violations are named by their path inside it
+    /// (`time_range.start_time`), for the caller to place.
+    pub fn parse(filter: Option<&EventFilter>) -> Result<Self, Vec<FieldViolation>> {
         let Some(filter) = filter else {
             return Ok(Self::default());
         };
@@ -267,38 +266,26 @@ impl EventSelection {
         event_types.sort();
         event_types.dedup();
         if event_types.len() > 100 {
-            violations.push(FieldViolation::new(
-                format!("{prefix}.event_types"),
-                "must list at most 100 types",
-            ));
+            violations.push(FieldViolation::new("event_types", "must list at most 100 types"));
         }
         let (mut start, mut end) = (None, None);
         if let Some(range) = &filter.time_range {
             if let Some(time) = &range.start_time {
                 start = micros_of(time);
                 if start.is_none() {
-                    violations.push(FieldViolation::new(
-                        format!("{prefix}.time_range.start_time"),
-                        "is not a valid timestamp",
-                    ));
+                    violations.push(FieldViolation::new("time_range.start_time", "is not a valid timestamp"));
                 }
             }
             if let Some(time) = &range.end_time {
                 end = micros_of(time);
                 if end.is_none() {
-                    violations.push(FieldViolation::new(
-                        format!("{prefix}.time_range.end_time"),
-                        "is not a valid timestamp",
-                    ));
+                    violations.push(FieldViolation::new("time_range.end_time", "is not a valid timestamp"));
                 }
             }
             if let (Some(start), Some(end)) = (start, end)
                 && start >= end
             {
-                violations.push(FieldViolation::new(
-                    format!("{prefix}.time_range"),
-                    "must start before it ends",
-                ));
+                violations.push(FieldViolation::new("time_range", "must start before it ends"));
             }
         }
         if !violations.is_empty() {
@@ -484,14 +471,14 @@ mod tests {
             ..Default::default()
         };
         let problems = parse_event(&bad, &arrival()).expect_err("invalid");
-        let fields: Vec<_> = problems.iter().map(|(field, _)| field.as_str()).collect();
+        let fields: Vec<_> = problems.iter().map(|violation| violation.field.as_str()).collect();
         assert_eq!(fields, ["event_id", "app_id", "event_type", "timestamp"]);
         let ancient = Event {
             timestamp: Some(timestamp(NOW - 400 * 86_400_000_000)),
             ..event()
         };
         assert_eq!(
-            parse_event(&ancient, &arrival()).expect_err("too old")[0].0,
+            parse_event(&ancient, &arrival()).expect_err("too old")[0].field,
             "timestamp"
         );
     }
@@ -506,20 +493,17 @@ mod tests {
             ..event()
         };
         assert_eq!(
-            parse_event(&large, &arrival()).expect_err("too large")[0].0,
+            parse_event(&large, &arrival()).expect_err("too large")[0].field,
             "properties"
         );
     }
 
     #[test]
     fn filters_match_live_events() {
-        let selection = EventSelection::parse(
-            "filter",
-            Some(&EventFilter {
-                event_types: vec!["signup".into(), " page_view ".into(), "signup".into()],
-                ..Default::default()
-            }),
-        )
+        let selection = EventSelection::parse(Some(&EventFilter {
+            event_types: vec!["signup".into(), " page_view ".into(), "signup".into()],
+            ..Default::default()
+        }))
         .expect("valid");
         assert_eq!(selection.event_types, ["page_view", "signup"]);
         assert!(selection.matches_live(&event()));
@@ -535,8 +519,8 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            EventSelection::parse("filter", Some(&backwards)).expect_err("backwards")[0].field,
-            "filter.time_range"
+            EventSelection::parse(Some(&backwards)).expect_err("backwards")[0].field,
+            "time_range"
         );
     }
 

@@ -75,30 +75,27 @@ impl Calculation {
     }
 }
 
-/// Why a calculation was refused: every bad field of the request, as
-/// (field path, description) pairs such as (`inputs[start_arr]`, `is
-/// required`), in formula order and then unknown inputs in name order.
+/// Why a calculation was refused: every bad field of the request, such as
+/// `inputs[start_arr]` `is required`, in formula order and then unknown
+/// inputs in name order.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("the calculation request is invalid")]
 pub struct CalculationError {
     /// The field violations, never empty.
-    pub violations: Vec<(String, String)>,
+    pub violations: Vec<FieldViolation>,
 }
 
 impl CalculationError {
     /// A refusal with a single violation.
     fn single(field: impl Into<String>, description: impl Into<String>) -> Self {
         Self {
-            violations: vec![(field.into(), description.into())],
+            violations: vec![FieldViolation::new(field, description)],
         }
     }
 
-    /// The violations as the shared field-violation type, for the status.
+    /// The violations, for the status.
     pub fn into_field_violations(self) -> Vec<FieldViolation> {
         self.violations
-            .into_iter()
-            .map(|(field, description)| FieldViolation::new(field, description))
-            .collect()
     }
 }
 
@@ -172,7 +169,7 @@ struct InputReader<'inputs> {
     /// The request's inputs.
     inputs: &'inputs BTreeMap<String, f64>,
     /// Problems found so far.
-    violations: Vec<(String, String)>,
+    violations: Vec<FieldViolation>,
     /// Accepted inputs, then intermediate results.
     components: Vec<Component>,
 }
@@ -219,22 +216,24 @@ impl<'inputs> InputReader<'inputs> {
     fn read(&mut self, name: &'static str, problem: impl FnOnce(f64) -> Option<String>) -> Option<f64> {
         let field = format!("inputs[{name}]");
         let Some(input) = self.metric.input(name) else {
-            self.violations.push((
+            self.violations.push(FieldViolation::new(
                 "metric_id".to_owned(),
                 format!("{} has no input {name} in its definition", self.metric.id),
             ));
             return None;
         };
         let Some(value) = self.inputs.get(name).copied() else {
-            self.violations.push((field, "is required".to_owned()));
+            self.violations
+                .push(FieldViolation::new(field, "is required".to_owned()));
             return None;
         };
         if !value.is_finite() {
-            self.violations.push((field, "must be a finite number".to_owned()));
+            self.violations
+                .push(FieldViolation::new(field, "must be a finite number".to_owned()));
             return None;
         }
         if let Some(description) = problem(value) {
-            self.violations.push((field, description));
+            self.violations.push(FieldViolation::new(field, description));
             return None;
         }
         self.components.push(Component {
@@ -249,7 +248,8 @@ impl<'inputs> InputReader<'inputs> {
 
     /// Records a violation of input `name` found after the inputs were read.
     fn reject(&mut self, name: &'static str, description: impl Into<String>) {
-        self.violations.push((format!("inputs[{name}]"), description.into()));
+        self.violations
+            .push(FieldViolation::new(format!("inputs[{name}]"), description.into()));
     }
 
     /// Records an intermediate result and returns its value.
@@ -268,7 +268,7 @@ impl<'inputs> InputReader<'inputs> {
     fn report_unknown_inputs(&mut self) {
         for name in self.inputs.keys() {
             if self.metric.input(name).is_none() {
-                self.violations.push((
+                self.violations.push(FieldViolation::new(
                     format!("inputs[{name}]"),
                     format!(
                         "is not an input of {}; expected {}",
@@ -307,7 +307,7 @@ fn apply_formula(metric: &MetricSpec, reader: &mut InputReader<'_>) -> Option<f6
         "pipeline_coverage" => pipeline_coverage(reader),
         "rule_of_40" => rule_of_40(reader),
         other => {
-            reader.violations.push((
+            reader.violations.push(FieldViolation::new(
                 "metric_id".to_owned(),
                 format!("{other} has a formula in its definition but no calculation"),
             ));
@@ -520,14 +520,14 @@ mod tests {
         calculate(metric_id, &inputs(pairs)).expect("valid inputs")
     }
 
-    fn refused(metric_id: &str, pairs: &[(&str, f64)]) -> Vec<(String, String)> {
+    fn refused(metric_id: &str, pairs: &[(&str, f64)]) -> Vec<FieldViolation> {
         calculate(metric_id, &inputs(pairs))
             .expect_err("invalid inputs")
             .violations
     }
 
-    fn violation(field: &str, description: &str) -> (String, String) {
-        (field.to_owned(), description.to_owned())
+    fn violation(field: &str, description: &str) -> FieldViolation {
+        FieldViolation::new(field, description)
     }
 
     fn component<'calculation>(calculation: &'calculation Calculation, name: &str) -> &'calculation Component {
@@ -741,10 +741,10 @@ mod tests {
     fn refuses_an_unknown_or_missing_metric() {
         let unknown = refused("ltv", &[]);
         assert_eq!(unknown.len(), 1);
-        assert_eq!(unknown[0].0, "metric_id");
+        assert_eq!(unknown[0].field, "metric_id");
         assert!(
             unknown[0]
-                .1
+                .description
                 .starts_with("ltv is not a known metric; expected one of arr, arr_growth_yoy,")
         );
         assert_eq!(refused("", &[]), [violation("metric_id", "is required")]);

@@ -214,8 +214,8 @@ pub fn parse(content: &str, request_company_id: &str) -> Result<ParsedImport, Ve
             Ok(valid) => valid,
             Err(problems) => {
                 // The first problem is reported; the rest often follow from it.
-                if let Some((column, reason)) = problems.into_iter().next() {
-                    parsed.rejected.push(reject(&column, reason));
+                if let Some(problem) = problems.into_iter().next() {
+                    parsed.rejected.push(reject(&problem.field, problem.description));
                 }
                 continue;
             }

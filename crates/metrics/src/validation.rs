@@ -13,6 +13,7 @@
 
 use std::collections::BTreeMap;
 
+use metrix_core::error::FieldViolation;
 use metrix_proto::metrics::v1 as proto;
 use metrix_proto::metrics::v1::{MetricUnit, PeriodGranularity, ValidationStatus, ViolationSeverity};
 
@@ -199,20 +200,20 @@ pub fn validate(candidate: &KpiCandidate, related: &RelatedValues) -> Validation
 
 /// The error-level checks of [`validate`] for a value about to be stored:
 /// the parsed period and the metric when the value is acceptable, otherwise
-/// every error as (field suffix, description) with suffixes `metric_id`,
-/// `period` and `value`, for the caller to prefix (`kpi_values[3].period`).
-/// Warnings and cross-metric checks never refuse a value here.
+/// every error, named `metric_id`, `period` or `value` for the caller to
+/// place (`kpi_values[3].period`, with `Violations::nested`). Warnings and
+/// cross-metric checks never refuse a value here.
 pub fn validate_record(
     metric_id: &str,
     period: &str,
     value: f64,
-) -> Result<(Period, &'static MetricSpec), Vec<(String, String)>> {
+) -> Result<(Period, &'static MetricSpec), Vec<FieldViolation>> {
     let findings = examine_fields(metric_id, period, value);
-    let errors: Vec<(String, String)> = findings
+    let errors: Vec<FieldViolation> = findings
         .problems
         .into_iter()
         .filter(|problem| problem.severity == ViolationSeverity::Error)
-        .map(|problem| (problem.field.to_owned(), problem.description))
+        .map(|problem| FieldViolation::new(problem.field, problem.description))
         .collect();
     match (findings.metric, findings.period) {
         (Some(metric), Some(parsed_period)) if errors.is_empty() => Ok((parsed_period, metric)),
@@ -1201,24 +1202,21 @@ mod tests {
         assert_eq!(
             validate_record("magic_number", "2026-09", f64::NAN),
             Err(vec![
-                (
-                    "period".to_owned(),
-                    "is a month, but magic_number is recorded by quarter only".to_owned()
-                ),
-                ("value".to_owned(), "must be a finite number".to_owned()),
+                FieldViolation::new("period", "is a month, but magic_number is recorded by quarter only"),
+                FieldViolation::new("value", "must be a finite number"),
             ])
         );
         let unknown = validate_record("ltv", "2026-Q3", 1.0).expect_err("unknown metric");
         assert_eq!(unknown.len(), 1);
-        assert_eq!(unknown[0].0, "metric_id");
+        assert_eq!(unknown[0].field, "metric_id");
         assert_eq!(
             validate_record("grr", "2026 Q3", 120.0),
             Err(vec![
-                (
-                    "period".to_owned(),
-                    "must be a year (2026), a quarter (2026-Q3) or a month (2026-09)".to_owned()
+                FieldViolation::new(
+                    "period",
+                    "must be a year (2026), a quarter (2026-Q3) or a month (2026-09)"
                 ),
-                ("value".to_owned(), "must be at most 100 for grr".to_owned()),
+                FieldViolation::new("value", "must be at most 100 for grr"),
             ])
         );
     }

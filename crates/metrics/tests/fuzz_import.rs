@@ -482,7 +482,7 @@ impl CsvCase {
                 let period = match validate_record(&metric_id, &field("period"), value) {
                     Ok((period, _)) => period,
                     Err(problems) => {
-                        let column = match problems.first().map(|(column, _)| column.as_str()) {
+                        let column = match problems.first().map(|problem| problem.field.as_str()) {
                             Some("metric_id") => "metric_id",
                             Some("period") => "period",
                             Some("value") => "value",

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use metrix_core::authn::Scope;
-use metrix_core::error::FieldViolation;
+use metrix_core::error::{FieldViolation, Violations};
 use metrix_core::page_token::{self, PageLimits};
 use metrix_core::time::{duration_micros, micros_of, now_micros, timestamp};
 use metrix_proto::auth::v1::*;
@@ -49,13 +49,9 @@ impl AuthApi {
         let client = self.client(&request);
         let caller = self.current_admin(&request).await?;
         let request = request.into_inner();
-        let mut violations = Vec::new();
-        let display_name = DisplayName::parse("display_name", &request.display_name)
-            .map_err(|violation| violations.push(violation))
-            .ok();
-        let scopes = organization_scopes("scopes", &request.scopes)
-            .map_err(|violation| violations.push(violation))
-            .ok();
+        let mut violations = Violations::new();
+        let display_name = violations.check(DisplayName::parse("display_name", &request.display_name));
+        let scopes = violations.check(organization_scopes("scopes", &request.scopes));
         let expires_at = match request.expire_time.as_ref().map(micros_of) {
             None => None,
             Some(Some(expires)) if expires > now_micros() => Some(expires),
@@ -65,11 +61,9 @@ impl AuthApi {
             }
         };
         let (Some(display_name), Some(scopes)) = (display_name, scopes) else {
-            return Err(AuthError::from(violations));
+            return Err(AuthError::from(violations.into_vec()));
         };
-        if !violations.is_empty() {
-            return Err(AuthError::from(violations));
-        }
+        violations.finish()?;
         let key = random_token("mx_");
         let prefix: String = key.chars().take(11).collect();
         let row = self

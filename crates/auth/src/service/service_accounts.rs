@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use metrix_core::authn::{Role, Scope};
-use metrix_core::error::FieldViolation;
+use metrix_core::error::{FieldViolation, Violations};
 use metrix_core::page_token::{self, PageLimits};
 use metrix_core::time::timestamp;
 use metrix_proto::auth::v1::*;
@@ -61,15 +61,11 @@ impl AuthApi {
         let client = self.client(&request);
         let caller = self.current_admin(&request).await?;
         let request = request.into_inner();
-        let mut violations = Vec::new();
-        let display_name = DisplayName::parse("display_name", &request.display_name)
-            .map_err(|violation| violations.push(violation))
-            .ok();
-        let scopes = organization_scopes("scopes", &request.scopes)
-            .map_err(|violation| violations.push(violation))
-            .ok();
+        let mut violations = Violations::new();
+        let display_name = violations.check(DisplayName::parse("display_name", &request.display_name));
+        let scopes = violations.check(organization_scopes("scopes", &request.scopes));
         let (Some(display_name), Some(scopes)) = (display_name, scopes) else {
-            return Err(AuthError::from(violations));
+            return Err(AuthError::from(violations.into_vec()));
         };
         let (account, secret) = create_service_account(
             &self.state.store,
@@ -100,16 +96,14 @@ impl AuthApi {
     ) -> Result<IssueServiceTokenResponse, AuthError> {
         let client = self.client(&request);
         let request = request.into_inner();
-        let mut violations = Vec::new();
+        let mut violations = Violations::new();
         if request.client_id.trim().is_empty() {
             violations.push(FieldViolation::new("client_id", "is required"));
         }
         if request.client_secret.trim().is_empty() {
             violations.push(FieldViolation::new("client_secret", "is required"));
         }
-        if !violations.is_empty() {
-            return Err(violations.into());
-        }
+        violations.finish()?;
         self.state.throttle.check_ip("service-token", client.ip).await?;
         const INVALID: AuthError = AuthError::Unauthenticated("invalid client credentials");
         let account = self

@@ -167,34 +167,24 @@ impl AuthApi {
     pub(super) async fn sign_up(&self, request: Request<SignUpRequest>) -> Result<SignUpResponse, AuthError> {
         let client = self.client(&request);
         let request = request.into_inner();
-        let mut violations = Vec::new();
-        let email = Email::parse("email", &request.email)
-            .map_err(|violation| violations.push(violation))
-            .ok();
-        let password = NewPassword::parse("password", &request.password)
-            .map_err(|violation| violations.push(violation))
-            .ok();
+        let mut violations = Violations::new();
+        let email = violations.check(Email::parse("email", &request.email));
+        let password = violations.check(NewPassword::parse("password", &request.password));
         let display_name = if request.display_name.trim().is_empty() {
             None
         } else {
-            DisplayName::parse("display_name", &request.display_name)
-                .map_err(|violation| violations.push(violation))
-                .ok()
+            violations.check(DisplayName::parse("display_name", &request.display_name))
         };
         let invited = !request.invitation_token.trim().is_empty();
         let organization_name = if invited {
             None
         } else {
-            DisplayName::parse("organization_name", &request.organization_name)
-                .map_err(|violation| violations.push(violation))
-                .ok()
+            violations.check(DisplayName::parse("organization_name", &request.organization_name))
         };
         let (Some(email), Some(password)) = (email, password) else {
-            return Err(violations.into());
+            return Err(violations.into_vec().into());
         };
-        if !violations.is_empty() {
-            return Err(violations.into());
-        }
+        violations.finish()?;
         self.state.throttle.check_ip("sign-up", client.ip).await?;
         let display_name = display_name.map_or_else(|| default_display_name(&email), |name| name.as_str().to_owned());
         let password_hash = passwords::hash(SecretString::from(password.expose().to_owned())).await?;
@@ -289,11 +279,8 @@ impl AuthApi {
     ) -> Result<GetAuthUrlResponse, AuthError> {
         let provider = self.require_provider()?;
         let request = request.into_inner();
-        let mut violations = Vec::new();
-        let redirect_uri = provider
-            .redirect_uri(request.redirect_uri.trim())
-            .map_err(|violation| violations.push(violation))
-            .ok();
+        let mut violations = Violations::new();
+        let redirect_uri = violations.check(provider.redirect_uri(request.redirect_uri.trim()));
         let code_challenge = request.code_challenge.trim();
         if !is_pkce_challenge(code_challenge) {
             violations.push(FieldViolation::new(
@@ -302,7 +289,7 @@ impl AuthApi {
             ));
         }
         let Some(redirect_uri) = redirect_uri.filter(|_| violations.is_empty()) else {
-            return Err(violations.into());
+            return Err(violations.into_vec().into());
         };
         let state = random_token("");
         let pending = PendingAuthorization {
@@ -331,7 +318,7 @@ impl AuthApi {
         let client = self.client(&request);
         let request = request.into_inner();
         let provider = self.require_provider()?;
-        let mut violations = Vec::new();
+        let mut violations = Violations::new();
         if request.code.trim().is_empty() {
             violations.push(FieldViolation::new("code", "is required"));
         }
@@ -344,9 +331,7 @@ impl AuthApi {
                 "must be the PKCE verifier (43 to 128 unreserved characters) given to GetAuthUrl",
             ));
         }
-        if !violations.is_empty() {
-            return Err(violations.into());
-        }
+        violations.finish()?;
         self.state.throttle.check_ip("oauth", client.ip).await?;
         // Taking the state makes it single-use: a replayed callback finds nothing.
         let pending = self

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use metrix_core::authn::Role;
-use metrix_core::error::FieldViolation;
+use metrix_core::error::{FieldViolation, Violations};
 use metrix_core::page_token::{self, PageLimits};
 use metrix_core::time::{duration_micros, now_micros, timestamp};
 use metrix_proto::auth::v1::*;
@@ -119,15 +119,13 @@ impl AuthApi {
         let client = self.client(&request);
         let caller = self.current_admin(&request).await?;
         let request = request.into_inner();
-        let mut violations = Vec::new();
+        let mut violations = Violations::new();
         if request.user_id.trim().is_empty() {
             violations.push(FieldViolation::new("user_id", "is required"));
         }
-        let role = person_role("role", request.role)
-            .map_err(|violation| violations.push(violation))
-            .ok();
+        let role = violations.check(person_role("role", request.role));
         let Some(role) = role.filter(|_| violations.is_empty()) else {
-            return Err(AuthError::from(violations));
+            return Err(AuthError::from(violations.into_vec()));
         };
         let change = self
             .state
@@ -170,15 +168,11 @@ impl AuthApi {
         let client = self.client(&request);
         let caller = self.current_admin(&request).await?;
         let request = request.into_inner();
-        let mut violations = Vec::new();
-        let email = Email::parse("email", &request.email)
-            .map_err(|violation| violations.push(violation))
-            .ok();
-        let role = person_role("role", request.role)
-            .map_err(|violation| violations.push(violation))
-            .ok();
+        let mut violations = Violations::new();
+        let email = violations.check(Email::parse("email", &request.email));
+        let role = violations.check(person_role("role", request.role));
         let (Some(email), Some(role)) = (email, role) else {
-            return Err(AuthError::from(violations));
+            return Err(AuthError::from(violations.into_vec()));
         };
         let token = random_token("mxi_");
         let expires_at = now_micros() + duration_micros(INVITATION_TTL);

@@ -2,7 +2,7 @@
 //! metric definitions).
 
 use metrix_core::authn::{Scope, principal};
-use metrix_core::error::FieldViolation;
+use metrix_core::error::{FieldViolation, Violations, within};
 use metrix_core::time::{current_year, now_micros, timestamp};
 use metrix_core::{page_token, reference};
 use metrix_proto::metrics::v1::*;
@@ -76,7 +76,7 @@ impl MetricsApi {
     ) -> Result<CreateCompanyResponse, MetricsError> {
         let caller = authorize(&request, &ADMINS, &[Scope::MetricsWrite])?.clone();
         let company = request.into_inner().company.unwrap_or_default();
-        let fields = CompanyFields::parse("company", &company, current_year()).map_err(MetricsError::from)?;
+        let fields = within("company", CompanyFields::parse(&company, current_year()))?;
         let now = now_micros();
         let company_id = uuid::Uuid::now_v7().to_string();
         let row = CompanyRow {
@@ -132,9 +132,10 @@ impl MetricsApi {
             .company(&caller.organization_id, &company_id)
             .await?
             .ok_or(MetricsError::NotFound("company"))?;
-        let next = company_fields(&row)
-            .updated(&update, &fields, current_year())
-            .map_err(MetricsError::from)?;
+        let next = within(
+            "company",
+            company_fields(&row).updated(&update, &fields, current_year()),
+        )?;
         row.name = next.name;
         row.sector_id = next.sector_id;
         row.business_model = next.business_model as i32;
@@ -153,7 +154,7 @@ impl MetricsApi {
     ) -> Result<ListCompaniesResponse, MetricsError> {
         let caller = authorize(&request, &READERS, &[Scope::Read])?;
         let request = request.get_ref();
-        let mut violations = Vec::new();
+        let mut violations = Violations::new();
         let sector_id = request.sector_id.trim().to_owned();
         if !sector_id.is_empty() && reference::sector(&sector_id).is_none() {
             violations.push(FieldViolation::new("sector_id", "is not a sector; see ListSectors"));
@@ -172,9 +173,7 @@ impl MetricsApi {
                 "is not an ISO 3166-1 alpha-2 code such as DE",
             ));
         }
-        if !violations.is_empty() {
-            return Err(MetricsError::from(violations));
-        }
+        violations.finish()?;
         let filter = CompanyFilter {
             sector_id,
             business_model: request.business_model,

@@ -1,6 +1,7 @@
 //! Custom data points: recording and querying series.
 
 use metrix_core::authn::Scope;
+use metrix_core::error::{Violations, within};
 use metrix_core::time::{now_micros, timestamp};
 use metrix_proto::metrics::v1::*;
 use prost::Message as _;
@@ -31,17 +32,15 @@ impl MetricsApi {
             ));
         }
         let now = now_micros();
-        let mut violations = Vec::new();
+        let mut violations = Violations::new();
         let mut points = Vec::with_capacity(request.data_points.len());
         for (index, point) in request.data_points.iter().enumerate() {
-            match crate::data_points::parse_point(&format!("data_points[{index}]"), point, now) {
-                Ok(parsed) => points.push(parsed),
-                Err(problems) => violations.extend(problems),
+            let prefix = format!("data_points[{index}]");
+            if let Some(parsed) = violations.check_all(within(&prefix, crate::data_points::parse_point(point, now))) {
+                points.push(parsed);
             }
         }
-        if !violations.is_empty() {
-            return Err(MetricsError::from(violations));
-        }
+        violations.finish()?;
         self.state
             .store
             .insert_data_points(&caller.organization_id, &points, now)

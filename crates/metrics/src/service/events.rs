@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use metrix_core::authn::Scope;
 use metrix_core::client::client_info;
-use metrix_core::error::FieldViolation;
+use metrix_core::error::{Violations, within};
 use metrix_core::page_token;
 use metrix_core::time::{duration_micros, now_micros, timestamp};
 use metrix_proto::metrics::v1::*;
@@ -53,14 +53,13 @@ impl MetricsApi {
         let Some(event) = request.event else {
             return Err(MetricsError::invalid("event", "is required"));
         };
-        let parsed = parse_event(&event, &arrival).map_err(|problems| {
-            MetricsError::from(
-                problems
-                    .into_iter()
-                    .map(|(field, reason)| FieldViolation::new(format!("event.{field}"), reason))
-                    .collect::<Vec<_>>(),
-            )
-        })?;
+        let mut violations = Violations::new();
+        let parsed = violations.nested("event", |event_violations| {
+            event_violations.check_all(parse_event(&event, &arrival))
+        });
+        let Some(parsed) = parsed else {
+            return Err(violations.into_vec().into());
+        };
         let status = if request.asynchronous {
             crate::ingest::enqueue(
                 self.state.work_streams.as_ref(),
@@ -121,7 +120,12 @@ impl MetricsApi {
             let index_number = i32::try_from(index).unwrap_or(i32::MAX);
             match parse_event(event, &arrival) {
                 Err(problems) => {
-                    let (field, reason) = problems.into_iter().next().unwrap_or_default();
+                    // The first problem is reported; the rest often follow from it.
+                    let (field, reason) = problems
+                        .into_iter()
+                        .next()
+                        .map(|violation| (violation.field, violation.description))
+                        .unwrap_or_default();
                     results.push(TrackEventResult {
                         index: index_number,
                         event_id: event.event_id.trim().to_owned(),
@@ -209,7 +213,7 @@ impl MetricsApi {
     ) -> Result<ListEventsResponse, MetricsError> {
         let caller = authorize(&request, &READERS, &[Scope::Read])?;
         let request = request.get_ref();
-        let selection = EventSelection::parse("filter", request.filter.as_ref()).map_err(MetricsError::from)?;
+        let selection = within("filter", EventSelection::parse(request.filter.as_ref()))?;
         let filters = format!("events|{}|{}", caller.organization_id, selection.fingerprint());
         let (size, cursor) =
             page_token::page_request::<EventCursor>(request.page_size, &request.page_token, &filters, LIST_PAGE)
@@ -243,8 +247,7 @@ impl MetricsApi {
         request: Request<CountEventsRequest>,
     ) -> Result<CountEventsResponse, MetricsError> {
         let caller = authorize(&request, &READERS, &[Scope::Read])?;
-        let selection =
-            EventSelection::parse("filter", request.get_ref().filter.as_ref()).map_err(MetricsError::from)?;
+        let selection = within("filter", EventSelection::parse(request.get_ref().filter.as_ref()))?;
         let counts = self
             .state
             .store
@@ -353,8 +356,7 @@ impl MetricsApi {
         request: Request<WatchEventsRequest>,
     ) -> Result<ResponseStream<WatchEventsResponse>, MetricsError> {
         let caller = authorize(&request, &READERS, &[Scope::Read])?.clone();
-        let selection =
-            EventSelection::parse("filter", request.get_ref().filter.as_ref()).map_err(MetricsError::from)?;
+        let selection = within("filter", EventSelection::parse(request.get_ref().filter.as_ref()))?;
         let lease = crate::streams::admit(&request, &caller).await?;
         let mut announcements = self
             .state
@@ -415,7 +417,7 @@ impl MetricsApi {
         let caller = authorize(&request, &READERS, &[Scope::Read])?.clone();
         let lease = crate::streams::admit(&request, &caller).await?;
         let request = request.into_inner();
-        let selection = EventSelection::parse("filter", request.filter.as_ref()).map_err(MetricsError::from)?;
+        let selection = within("filter", EventSelection::parse(request.filter.as_ref()))?;
         let format = match ExportFormat::try_from(request.format) {
             Ok(ExportFormat::Unspecified | ExportFormat::Csv) => crate::export::Format::Csv,
             Ok(ExportFormat::Ndjson) => crate::export::Format::Ndjson,

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use metrix_core::authn::{Role, Scope};
-use metrix_core::error::FieldViolation;
+use metrix_core::error::{FieldViolation, Violations};
 use metrix_core::page_token;
 use metrix_core::time::{now_micros, timestamp};
 use metrix_proto::metrics::v1::*;
@@ -59,6 +59,27 @@ fn kpi_to_proto(row: KpiRow) -> KpiValue {
     }
 }
 
+/// One value of a RecordKpis request, its problems named by their path
+/// inside the value.
+fn new_kpi(violations: &mut Violations, kpi: &KpiValue) -> Option<NewKpi> {
+    let company_id = violations.check(required("company_id", &kpi.company_id));
+    let record = violations.check_all(validation::validate_record(&kpi.metric_id, &kpi.period, kpi.value));
+    let source = violations.check(api_source("source", kpi.source));
+    if kpi.note.chars().count() > MAX_NOTE_LENGTH {
+        violations.add("note", format!("must be at most {MAX_NOTE_LENGTH} characters"));
+        return None;
+    }
+    let (company_id, (period, spec), source) = (company_id?, record?, source?);
+    Some(NewKpi {
+        company_id,
+        metric_id: spec.id.to_owned(),
+        period,
+        value: kpi.value,
+        source,
+        note: kpi.note.clone(),
+    })
+}
+
 impl MetricsApi {
     pub(super) async fn record_kpis(
         &self,
@@ -78,56 +99,28 @@ impl MetricsApi {
                 ),
             ));
         }
-        let mut violations = Vec::new();
+        let mut violations = Violations::new();
         let mut values = Vec::with_capacity(request.kpi_values.len());
         let mut first_index_of_key: HashMap<(String, String, String), usize> = HashMap::new();
         for (index, kpi) in request.kpi_values.iter().enumerate() {
             let prefix = format!("kpi_values[{index}]");
-            let before = violations.len();
-            let company_id = required(&format!("{prefix}.company_id"), &kpi.company_id)
-                .map_err(|violation| violations.push(violation))
-                .ok();
-            let record = validation::validate_record(&kpi.metric_id, &kpi.period, kpi.value)
-                .map_err(|problems| {
-                    violations.extend(
-                        problems
-                            .into_iter()
-                            .map(|(field, description)| FieldViolation::new(format!("{prefix}.{field}"), description)),
-                    );
-                })
-                .ok();
-            let source = api_source(&format!("{prefix}.source"), kpi.source)
-                .map_err(|violation| violations.push(violation))
-                .ok();
-            if kpi.note.chars().count() > MAX_NOTE_LENGTH {
-                violations.push(FieldViolation::new(
-                    format!("{prefix}.note"),
-                    format!("must be at most {MAX_NOTE_LENGTH} characters"),
-                ));
-            }
-            let (Some(company_id), Some((period, spec)), Some(source)) = (company_id, record, source) else {
+            let Some(value) = violations.nested(&prefix, |fields| new_kpi(fields, kpi)) else {
                 continue;
             };
-            if violations.len() > before {
-                continue;
-            }
-            let key = (company_id.clone(), spec.id.to_owned(), period.to_string());
+            let key = (
+                value.company_id.clone(),
+                value.metric_id.clone(),
+                value.period.to_string(),
+            );
             if let Some(first) = first_index_of_key.get(&key) {
-                violations.push(FieldViolation::new(
+                violations.add(
                     prefix,
                     format!("repeats the company, metric and period of kpi_values[{first}]"),
-                ));
+                );
                 continue;
             }
             first_index_of_key.insert(key, index);
-            values.push(NewKpi {
-                company_id,
-                metric_id: spec.id.to_owned(),
-                period,
-                value: kpi.value,
-                source,
-                note: kpi.note.clone(),
-            });
+            values.push(value);
         }
         let company_ids: BTreeSet<String> = values.iter().map(|value| value.company_id.clone()).collect();
         let known = self
@@ -138,15 +131,13 @@ impl MetricsApi {
         for (index, kpi) in request.kpi_values.iter().enumerate() {
             let company_id = kpi.company_id.trim();
             if !company_id.is_empty() && company_ids.contains(company_id) && !known.contains(company_id) {
-                violations.push(FieldViolation::new(
+                violations.add(
                     format!("kpi_values[{index}].company_id"),
                     "is not a company of your organisation",
-                ));
+                );
             }
         }
-        if !violations.is_empty() {
-            return Err(MetricsError::from(violations));
-        }
+        violations.finish()?;
         let recorded = self
             .state
             .store
@@ -165,7 +156,7 @@ impl MetricsApi {
     pub(super) async fn list_kpis(&self, request: Request<ListKpisRequest>) -> Result<ListKpisResponse, MetricsError> {
         let caller = authorize(&request, &READERS, &[Scope::Read])?.clone();
         let request = request.into_inner();
-        let mut violations = Vec::new();
+        let mut violations = Violations::new();
         let metric_ids = metric_filter("metric_ids", &request.metric_ids)
             .map_err(|problems| violations.extend(problems))
             .unwrap_or_default();
@@ -181,9 +172,7 @@ impl MetricsApi {
         if KpiSource::try_from(request.source).is_err() {
             violations.push(FieldViolation::new("source", "is not a KPI source"));
         }
-        if !violations.is_empty() {
-            return Err(MetricsError::from(violations));
-        }
+        violations.finish()?;
         let company_id = request.company_id.trim().to_owned();
         if !company_id.is_empty()
             && self
@@ -283,7 +272,7 @@ impl MetricsApi {
                     .await?;
             }
         }
-        let mut violations = Vec::new();
+        let mut violations = Violations::new();
         for (index, value) in request.related_values.iter().enumerate() {
             if catalog::find(value.metric_id.trim()).is_none() {
                 violations.push(FieldViolation::new(
@@ -308,9 +297,7 @@ impl MetricsApi {
             }
             related.insert(value.metric_id.trim().to_owned(), value.value);
         }
-        if !violations.is_empty() {
-            return Err(MetricsError::from(violations));
-        }
+        violations.finish()?;
         let candidate = KpiCandidate {
             metric_id: kpi.metric_id.trim().to_owned(),
             period: kpi.period.trim().to_owned(),

@@ -2,7 +2,7 @@
 
 use futures::Stream;
 use metrix_core::authn::{Scope, principal};
-use metrix_core::error::FieldViolation;
+use metrix_core::error::{FieldViolation, Violations};
 use metrix_core::page_token::{self, PageLimits};
 use metrix_core::reference;
 use metrix_proto::metrics::v1::*;
@@ -30,7 +30,7 @@ impl MetricsApi {
     ) -> Result<ResponseStream<ListPeerValuesResponse>, MetricsError> {
         principal(&request)?.require_platform_scope(Scope::PeersRead)?;
         let request = request.into_inner();
-        let mut violations = Vec::new();
+        let mut violations = Violations::new();
         let metric_ids = metric_filter("metric_ids", &request.metric_ids)
             .map_err(|problems| violations.extend(problems))
             .unwrap_or_default();
@@ -51,9 +51,7 @@ impl MetricsApi {
         let end_month = period_bound("end_period", &request.end_period, true)
             .map_err(|violation| violations.push(violation))
             .unwrap_or_default();
-        if !violations.is_empty() {
-            return Err(MetricsError::from(violations));
-        }
+        violations.finish()?;
         let mut exclude_company_ids: Vec<String> = request
             .exclude_company_ids
             .iter()
