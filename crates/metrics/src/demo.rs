@@ -365,15 +365,17 @@ pub async fn seed_account(
     let values: Vec<NewKpi> = template
         .values
         .into_iter()
-        .map(|(metric_id, period, value)| NewKpi {
-            company_id: company_id.clone(),
-            metric_id: metric_id.to_owned(),
-            period,
-            value,
-            source: KpiSource::Demo as i32,
-            note: String::new(),
+        .map(|(metric_id, period, value)| {
+            NewKpi::parse(
+                company_id.clone(),
+                metric_id,
+                &period.to_string(),
+                value,
+                KpiSource::Demo,
+                "",
+            )
         })
-        .collect();
+        .collect::<Result<_, _>>()?;
     state
         .store
         .record_kpis(organization_id, RECORDED_BY, now, &values)
@@ -423,15 +425,17 @@ pub async fn seed(state: &MetricsState, seed: u64, count: usize) -> Result<DemoS
         let values: Vec<NewKpi> = company
             .values
             .into_iter()
-            .map(|(metric_id, period, value)| NewKpi {
-                company_id: company_id.clone(),
-                metric_id: metric_id.to_owned(),
-                period,
-                value,
-                source: KpiSource::Demo as i32,
-                note: String::new(),
+            .map(|(metric_id, period, value)| {
+                NewKpi::parse(
+                    company_id.clone(),
+                    metric_id,
+                    &period.to_string(),
+                    value,
+                    KpiSource::Demo,
+                    "",
+                )
             })
-            .collect();
+            .collect::<Result<_, _>>()?;
         summary.kpi_values += values.len();
         store
             .record_kpis(&company.organization_id, RECORDED_BY, now, &values)

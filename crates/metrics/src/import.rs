@@ -16,8 +16,8 @@ use crate::validation::validate_record;
 pub const MAX_CSV_BYTES: usize = 4 * 1024 * 1024;
 /// The most data rows accepted.
 pub const MAX_ROWS: usize = 50_000;
-/// The longest note, in characters.
-pub const MAX_NOTE_LENGTH: usize = 1_000;
+/// The longest note, in characters: a stored value's.
+pub use crate::store::MAX_NOTE_LENGTH;
 
 /// A column of the import format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

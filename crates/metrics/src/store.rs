@@ -6,9 +6,11 @@
 
 use std::collections::{BTreeSet, HashMap};
 
+use metrix_core::error::{FieldViolation, Violations};
 use metrix_core::reference;
 use metrix_core::storage::{BeginWrite as _, Database, is_unique_violation};
 use metrix_core::with_pool;
+use metrix_proto::metrics::v1::KpiSource;
 use serde::{Deserialize, Serialize};
 use sqlx::AssertSqlSafe;
 
@@ -113,21 +115,85 @@ pub struct KpiRow {
     pub latest: bool,
 }
 
-/// A value to record, already validated.
+/// The longest KPI note, in characters.
+pub const MAX_NOTE_LENGTH: usize = 1_000;
+
+/// A value to record. [`NewKpi::parse`] is the only way to make one: it
+/// applies every check a stored value must pass, so the store takes it as
+/// it is.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewKpi {
+    company_id: String,
+    metric_id: &'static str,
+    period: Period,
+    value: f64,
+    source: KpiSource,
+    note: String,
+}
+
+impl NewKpi {
+    /// A value of `company_id` (whose tenancy the caller checks), refused
+    /// with every problem named `metric_id`, `period`, `value` or `note`:
+    /// the errors of [`crate::validation::validate_record`], a note longer
+    /// than [`MAX_NOTE_LENGTH`] characters, a NUL in the note.
+    pub fn parse(
+        company_id: String,
+        metric_id: &str,
+        period: &str,
+        value: f64,
+        source: KpiSource,
+        note: &str,
+    ) -> Result<Self, Vec<FieldViolation>> {
+        let mut violations = Violations::new();
+        let record = violations.check_all(crate::validation::validate_record(metric_id, period, value));
+        if note.chars().count() > MAX_NOTE_LENGTH {
+            violations.add("note", format!("must be at most {MAX_NOTE_LENGTH} characters"));
+        } else if note.contains('\0') {
+            violations.add("note", crate::events::NUL_REASON);
+        }
+        let Some((period, metric)) = record else {
+            return Err(violations.into_vec());
+        };
+        violations.finish()?;
+        Ok(Self {
+            company_id,
+            metric_id: metric.id,
+            period,
+            value,
+            source,
+            note: note.to_owned(),
+        })
+    }
+
     /// The company the value belongs to.
-    pub company_id: String,
+    pub fn company_id(&self) -> &str {
+        &self.company_id
+    }
+
     /// The metric, one of the catalogue's.
-    pub metric_id: String,
+    pub fn metric_id(&self) -> &'static str {
+        self.metric_id
+    }
+
     /// The period the value covers, of one of the metric's allowed granularities.
-    pub period: Period,
+    pub fn period(&self) -> Period {
+        self.period
+    }
+
     /// The value in the metric's unit (US dollars for money, 0–100 for percentages).
-    pub value: f64,
-    /// Where the value came from, the contract's `KpiSource` number (never unspecified).
-    pub source: i32,
-    /// A free-text note of at most 1,000 characters; may be empty.
-    pub note: String,
+    pub fn value(&self) -> f64 {
+        self.value
+    }
+
+    /// Where the value came from.
+    pub fn source(&self) -> KpiSource {
+        self.source
+    }
+
+    /// A free-text note; may be empty.
+    pub fn note(&self) -> &str {
+        &self.note
+    }
 }
 
 /// What recording one value did.
@@ -481,7 +547,7 @@ impl MetricsStore {
         recorded_at: i64,
         values: &[NewKpi],
     ) -> Result<Vec<(KpiRow, RecordOutcome)>, MetricsError> {
-        let company_ids: BTreeSet<&str> = values.iter().map(|value| value.company_id.as_str()).collect();
+        let company_ids: BTreeSet<&str> = values.iter().map(NewKpi::company_id).collect();
         let select_current =
             format!("SELECT {KPI_COLUMNS} FROM kpi_values WHERE organization_id = $1 AND company_id = $2 AND latest");
         let insert = format!(
@@ -504,12 +570,12 @@ impl MetricsStore {
             let mut results = Vec::with_capacity(values.len());
             let mut arr_changed: BTreeSet<&str> = BTreeSet::new();
             for value in values {
-                let period = value.period.to_string();
-                let key = (value.company_id.clone(), format!("{}/{period}", value.metric_id));
+                let period = value.period().to_string();
+                let key = (value.company_id().to_owned(), format!("{}/{period}", value.metric_id()));
                 let previous = current.get(&key);
                 if let Some(previous) = previous
-                    && previous.value == value.value
-                    && previous.note == value.note
+                    && previous.value == value.value()
+                    && previous.note == value.note()
                 {
                     results.push((previous.clone(), RecordOutcome::Unchanged));
                     continue;
@@ -520,24 +586,24 @@ impl MetricsStore {
                         "UPDATE kpi_values SET latest = FALSE \
                          WHERE company_id = $1 AND metric_id = $2 AND period = $3 AND latest",
                     )
-                    .bind(&value.company_id)
-                    .bind(&value.metric_id)
+                    .bind(value.company_id())
+                    .bind(value.metric_id())
                     .bind(&period)
                     .execute(&mut *transaction)
                     .await?;
                 }
                 let row = KpiRow {
-                    company_id: value.company_id.clone(),
-                    metric_id: value.metric_id.clone(),
+                    company_id: value.company_id().to_owned(),
+                    metric_id: value.metric_id().to_owned(),
                     period: period.clone(),
                     revision,
                     organization_id: organization_id.to_owned(),
-                    granularity: value.period.granularity() as i32,
-                    period_start: value.period.start_month_index() as i32,
-                    period_end: value.period.end_month_index() as i32,
-                    value: value.value,
-                    source: value.source,
-                    note: value.note.clone(),
+                    granularity: value.period().granularity() as i32,
+                    period_start: value.period().start_month_index() as i32,
+                    period_end: value.period().end_month_index() as i32,
+                    value: value.value(),
+                    source: value.source() as i32,
+                    note: value.note().to_owned(),
                     recorded_at,
                     recorded_by: recorded_by.to_owned(),
                     latest: true,
@@ -559,8 +625,8 @@ impl MetricsStore {
                     .bind(row.latest)
                     .execute(&mut *transaction)
                     .await?;
-                if value.metric_id == ARR_METRIC_ID {
-                    arr_changed.insert(value.company_id.as_str());
+                if value.metric_id() == ARR_METRIC_ID {
+                    arr_changed.insert(value.company_id());
                 }
                 let outcome = if previous.is_some() { RecordOutcome::Updated } else { RecordOutcome::Created };
                 current.insert(key, row.clone());
@@ -772,5 +838,34 @@ impl MetricsStore {
         );
         let rows = with_pool!(&self.database, pool => fetch_dynamic!(pool, PeerRow, &sql, query))?;
         Ok(rows)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_kpi_is_made_only_from_a_storable_value() {
+        let value = NewKpi::parse("c".into(), "ndr", "2026-Q3", 112.5, KpiSource::Api, "note").expect("valid");
+        assert_eq!((value.metric_id(), value.period().to_string()), ("ndr", "2026-Q3".to_owned()));
+        let fields = |result: Result<NewKpi, Vec<FieldViolation>>| -> Vec<String> {
+            result.expect_err("refused").into_iter().map(|violation| violation.field).collect()
+        };
+        assert_eq!(
+            fields(NewKpi::parse("c".into(), "ltv", "2026 Q3", f64::NAN, KpiSource::Api, "")),
+            ["metric_id", "period", "value"]
+        );
+        let long_note = "x".repeat(MAX_NOTE_LENGTH + 1);
+        assert_eq!(
+            fields(NewKpi::parse("c".into(), "ndr", "2026-Q3", 100.0, KpiSource::Api, &long_note)),
+            ["note"]
+        );
+        // PostgreSQL cannot store a NUL in text; SQLite could, so it is
+        // refused on both alike.
+        assert_eq!(
+            fields(NewKpi::parse("c".into(), "ndr", "2026-Q3", 100.0, KpiSource::Api, "a\0b")),
+            ["note"]
+        );
     }
 }

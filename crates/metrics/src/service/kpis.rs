@@ -24,18 +24,15 @@ const IMPORTERS: [Role; 2] = [Role::Analyst, Role::Admin];
 /// The most values of one RecordKpis call.
 const MAX_KPI_BATCH: usize = 1_000;
 
-/// The longest KPI note, in characters.
-const MAX_NOTE_LENGTH: usize = 1_000;
-
 /// The most related values of one ValidateKpi call.
 const MAX_RELATED_VALUES: usize = 100;
 
 /// The source of a value sent through the API: unspecified becomes API;
 /// the sources the server sets itself are refused.
-fn api_source(field: &str, value: i32) -> Result<i32, FieldViolation> {
+fn api_source(field: &str, value: i32) -> Result<KpiSource, FieldViolation> {
     match KpiSource::try_from(value) {
-        Ok(KpiSource::Unspecified) => Ok(KpiSource::Api as i32),
-        Ok(KpiSource::Manual | KpiSource::Api | KpiSource::Calculated) => Ok(value),
+        Ok(KpiSource::Unspecified) => Ok(KpiSource::Api),
+        Ok(source @ (KpiSource::Manual | KpiSource::Api | KpiSource::Calculated)) => Ok(source),
         Ok(KpiSource::CsvImport | KpiSource::Demo) => Err(FieldViolation::new(
             field,
             "is set by the server for imports and demo data; use MANUAL, API or CALCULATED",
@@ -63,21 +60,16 @@ fn kpi_to_proto(row: KpiRow) -> KpiValue {
 /// inside the value.
 fn new_kpi(violations: &mut Violations, kpi: &KpiValue) -> Option<NewKpi> {
     let company_id = violations.check(required("company_id", &kpi.company_id));
-    let record = violations.check_all(validation::validate_record(&kpi.metric_id, &kpi.period, kpi.value));
     let source = violations.check(api_source("source", kpi.source));
-    if kpi.note.chars().count() > MAX_NOTE_LENGTH {
-        violations.add("note", format!("must be at most {MAX_NOTE_LENGTH} characters"));
-        return None;
-    }
-    let (company_id, (period, spec), source) = (company_id?, record?, source?);
-    Some(NewKpi {
-        company_id,
-        metric_id: spec.id.to_owned(),
-        period,
-        value: kpi.value,
-        source,
-        note: kpi.note.clone(),
-    })
+    let value = violations.check_all(NewKpi::parse(
+        company_id.clone().unwrap_or_default(),
+        &kpi.metric_id,
+        &kpi.period,
+        kpi.value,
+        source.unwrap_or(KpiSource::Api),
+        &kpi.note,
+    ));
+    company_id.and(source).and(value)
 }
 
 impl MetricsApi {
@@ -108,9 +100,9 @@ impl MetricsApi {
                 continue;
             };
             let key = (
-                value.company_id.clone(),
-                value.metric_id.clone(),
-                value.period.to_string(),
+                value.company_id().to_owned(),
+                value.metric_id().to_owned(),
+                value.period().to_string(),
             );
             if let Some(first) = first_index_of_key.get(&key) {
                 violations.add(
@@ -122,7 +114,7 @@ impl MetricsApi {
             first_index_of_key.insert(key, index);
             values.push(value);
         }
-        let company_ids: BTreeSet<String> = values.iter().map(|value| value.company_id.clone()).collect();
+        let company_ids: BTreeSet<String> = values.iter().map(|value| value.company_id().to_owned()).collect();
         let known = self
             .state
             .store
@@ -327,31 +319,46 @@ impl MetricsApi {
         // Rows naming companies outside the organisation are rejected like any bad row.
         let named: BTreeSet<String> = parsed.accepted.iter().map(|row| row.company_id.clone()).collect();
         let known = self.state.store.companies_of(&caller.organization_id, &named).await?;
-        let (accepted, foreign): (Vec<_>, Vec<_>) = parsed
-            .accepted
-            .drain(..)
-            .partition(|row| known.contains(&row.company_id));
+        let mut values = Vec::with_capacity(parsed.accepted.len());
+        let mut accepted = Vec::with_capacity(parsed.accepted.len());
+        for row in parsed.accepted.drain(..) {
+            if !known.contains(&row.company_id) {
+                parsed.rejected.push(import::RowIssue {
+                    line_number: row.line_number,
+                    column: "company_id".to_owned(),
+                    reason: "is not a company of your organisation".to_owned(),
+                });
+                continue;
+            }
+            let value = NewKpi::parse(
+                row.company_id.clone(),
+                &row.metric_id,
+                &row.period.to_string(),
+                row.value,
+                KpiSource::CsvImport,
+                &row.note,
+            );
+            match value {
+                Ok(value) => {
+                    values.push(value);
+                    accepted.push(row);
+                }
+                // The import's own checks are the same, so this is never
+                // reached; were they to drift apart, the row is rejected,
+                // not lost.
+                Err(problems) => parsed
+                    .rejected
+                    .extend(problems.into_iter().take(1).map(|problem| import::RowIssue {
+                        line_number: row.line_number,
+                        column: problem.field,
+                        reason: problem.description,
+                    })),
+            }
+        }
         parsed.accepted = accepted;
-        parsed.rejected.extend(foreign.into_iter().map(|row| import::RowIssue {
-            line_number: row.line_number,
-            column: "company_id".to_owned(),
-            reason: "is not a company of your organisation".to_owned(),
-        }));
         parsed.rejected.sort_by_key(|issue| issue.line_number);
 
         let warnings = import_warnings(&parsed.accepted);
-        let values: Vec<NewKpi> = parsed
-            .accepted
-            .iter()
-            .map(|row| NewKpi {
-                company_id: row.company_id.clone(),
-                metric_id: row.metric_id.clone(),
-                period: row.period,
-                value: row.value,
-                source: KpiSource::CsvImport as i32,
-                note: row.note.clone(),
-            })
-            .collect();
         let (mut created, mut updated, mut unchanged) = (0, 0, 0);
         if !request.dry_run && !values.is_empty() {
             let recorded = self
@@ -448,11 +455,8 @@ mod tests {
 
     #[test]
     fn api_sources_exclude_server_set_ones() {
-        assert_eq!(api_source("source", 0), Ok(KpiSource::Api as i32));
-        assert_eq!(
-            api_source("source", KpiSource::Manual as i32),
-            Ok(KpiSource::Manual as i32)
-        );
+        assert_eq!(api_source("source", 0), Ok(KpiSource::Api));
+        assert_eq!(api_source("source", KpiSource::Manual as i32), Ok(KpiSource::Manual));
         assert!(api_source("source", KpiSource::CsvImport as i32).is_err());
         assert!(api_source("source", KpiSource::Demo as i32).is_err());
         assert!(api_source("source", 99).is_err());
