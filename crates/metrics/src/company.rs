@@ -5,24 +5,23 @@ use metrix_core::error::{FieldViolation, Violations};
 use metrix_core::reference;
 use metrix_proto::metrics::v1::{BusinessModel, Company};
 
+use crate::store::CompanyRow;
+
 /// The longest company name, in characters.
 pub const MAX_NAME_LENGTH: usize = 200;
 /// The earliest accepted founding year.
 pub const MIN_FOUNDING_YEAR: i32 = 1800;
 
-/// The fields of a company a caller may set, each valid by construction.
+/// The fields of a company a caller may set, each valid by construction:
+/// [`CompanyFields::parse`] and [`CompanyFields::updated`] check them, and
+/// [`CompanyFields::stored`] reads those of a company stored that way.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CompanyFields {
-    /// The display name, trimmed, 1 to 200 characters.
-    pub name: String,
-    /// A sector id of the taxonomy.
-    pub sector_id: String,
-    /// The business model (never unspecified).
-    pub business_model: BusinessModel,
-    /// An assigned ISO 3166-1 alpha-2 code, upper case.
-    pub country_code: String,
-    /// The founding year, or 0 when unknown.
-    pub founding_year: i32,
+    name: String,
+    sector_id: String,
+    business_model: BusinessModel,
+    country_code: String,
+    founding_year: i32,
 }
 
 /// A field of a company that UpdateCompany may change.
@@ -139,6 +138,52 @@ impl CompanyFields {
             country_code,
             founding_year,
         })
+    }
+
+    /// The fields of a stored company, which were checked when it was
+    /// stored (an unknown business model number reads as OTHER).
+    pub fn stored(row: &CompanyRow) -> Self {
+        Self {
+            name: row.name.clone(),
+            sector_id: row.sector_id.clone(),
+            business_model: BusinessModel::try_from(row.business_model).unwrap_or(BusinessModel::Other),
+            country_code: row.country_code.clone(),
+            founding_year: row.founding_year,
+        }
+    }
+
+    /// Writes the fields into `row`, the rest of which stays as it is.
+    pub fn write_to(self, row: &mut CompanyRow) {
+        row.name = self.name;
+        row.sector_id = self.sector_id;
+        row.business_model = self.business_model as i32;
+        row.country_code = self.country_code;
+        row.founding_year = self.founding_year;
+    }
+
+    /// The display name, trimmed, 1 to 200 characters.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// A sector id of the taxonomy.
+    pub fn sector_id(&self) -> &str {
+        &self.sector_id
+    }
+
+    /// The business model (never unspecified).
+    pub fn business_model(&self) -> BusinessModel {
+        self.business_model
+    }
+
+    /// An assigned ISO 3166-1 alpha-2 code, upper case.
+    pub fn country_code(&self) -> &str {
+        &self.country_code
+    }
+
+    /// The founding year, or 0 when unknown.
+    pub fn founding_year(&self) -> i32 {
+        self.founding_year
     }
 
     /// `self` with the `fields` of `update` applied, each parsed; violations
@@ -262,8 +307,8 @@ mod tests {
     #[test]
     fn a_valid_company_parses_trimmed() {
         let fields = CompanyFields::parse(&company(), 2026).expect("valid");
-        assert_eq!(fields.name, "Acme Analytics");
-        assert_eq!(fields.business_model, BusinessModel::B2bSaas);
+        assert_eq!(fields.name(), "Acme Analytics");
+        assert_eq!(fields.business_model(), BusinessModel::B2bSaas);
     }
 
     #[test]
@@ -321,7 +366,7 @@ mod tests {
         let next = current
             .updated(&update, &[UpdatableField::CountryCode], 2026)
             .expect("valid");
-        assert_eq!(next.country_code, "FR");
-        assert_eq!(next.name, "Acme Analytics");
+        assert_eq!(next.country_code(), "FR");
+        assert_eq!(next.name(), "Acme Analytics");
     }
 }

@@ -80,9 +80,10 @@ fn required(field: &str, value: &str) -> Result<String, FieldViolation> {
 }
 
 /// A granularity filter: 0 for any, else a known granularity.
-fn granularity_filter(field: &str, value: i32) -> Result<i32, FieldViolation> {
+fn granularity_filter(field: &str, value: i32) -> Result<Option<PeriodGranularity>, FieldViolation> {
     match PeriodGranularity::try_from(value) {
-        Ok(_) => Ok(value),
+        Ok(PeriodGranularity::Unspecified) => Ok(None),
+        Ok(granularity) => Ok(Some(granularity)),
         Err(_) => Err(FieldViolation::new(
             field,
             format!("{value} is not a period granularity"),

@@ -10,7 +10,7 @@ use metrix_core::error::{FieldViolation, Violations};
 use metrix_core::reference;
 use metrix_core::storage::{BeginWrite as _, Database, is_unique_violation};
 use metrix_core::with_pool;
-use metrix_proto::metrics::v1::KpiSource;
+use metrix_proto::metrics::v1::{KpiSource, PeriodGranularity};
 use serde::{Deserialize, Serialize};
 use sqlx::AssertSqlSafe;
 
@@ -207,21 +207,21 @@ pub enum RecordOutcome {
     Unchanged,
 }
 
-/// Filters of ListKpis; empty and zero mean "any".
+/// Filters of ListKpis; empty and `None` mean "any".
 #[derive(Debug, Clone, Default)]
 pub struct KpiFilter {
     /// Only values of this company; empty for every company of the organisation.
     pub company_id: String,
     /// Only values of these metrics; empty for every metric.
     pub metric_ids: Vec<String>,
-    /// Only periods of this length, a `PeriodGranularity` number.
-    pub granularity: i32,
+    /// Only periods of this length; `None` for any.
+    pub granularity: Option<PeriodGranularity>,
     /// Only periods starting at or after this month index.
     pub start_month: Option<i32>,
     /// Only periods ending at or before this month index.
     pub end_month: Option<i32>,
-    /// Only values from this source, a `KpiSource` number.
-    pub source: i32,
+    /// Only values from this source; `None` for any.
+    pub source: Option<KpiSource>,
     /// Whether earlier revisions are listed too, not only the current value.
     pub include_history: bool,
 }
@@ -271,8 +271,8 @@ pub struct PeerFilter {
     pub sector_id: String,
     /// Only companies in this revenue band.
     pub revenue_band_id: String,
-    /// Only periods of this length, a `PeriodGranularity` number.
-    pub granularity: i32,
+    /// Only periods of this length; `None` for any.
+    pub granularity: Option<PeriodGranularity>,
     /// Only periods starting at or after this month index (year × 12 + month − 1).
     pub start_month: Option<i32>,
     /// Only periods ending at or before this month index (year × 12 + month − 1).
@@ -701,8 +701,8 @@ impl MetricsStore {
             let list = query.text_list(&filter.metric_ids);
             query.condition(format!("metric_id IN ({list})"));
         }
-        if filter.granularity != 0 {
-            let granularity = query.integer(i64::from(filter.granularity));
+        if let Some(granularity) = filter.granularity {
+            let granularity = query.integer(i64::from(granularity as i32));
             query.condition(format!("granularity = {granularity}"));
         }
         if let Some(start) = filter.start_month {
@@ -713,8 +713,8 @@ impl MetricsStore {
             let end = query.integer(i64::from(end));
             query.condition(format!("period_end <= {end}"));
         }
-        if filter.source != 0 {
-            let source = query.integer(i64::from(filter.source));
+        if let Some(source) = filter.source {
+            let source = query.integer(i64::from(source as i32));
             query.condition(format!("source = {source}"));
         }
         if !filter.include_history {
@@ -796,8 +796,8 @@ impl MetricsStore {
             let band = query.text(&filter.revenue_band_id);
             query.condition(format!("c.revenue_band_id = {band}"));
         }
-        if filter.granularity != 0 {
-            let granularity = query.integer(i64::from(filter.granularity));
+        if let Some(granularity) = filter.granularity {
+            let granularity = query.integer(i64::from(granularity as i32));
             query.condition(format!("k.granularity = {granularity}"));
         }
         if let Some(start) = filter.start_month {
@@ -848,23 +848,51 @@ mod tests {
     #[test]
     fn a_new_kpi_is_made_only_from_a_storable_value() {
         let value = NewKpi::parse("c".into(), "ndr", "2026-Q3", 112.5, KpiSource::Api, "note").expect("valid");
-        assert_eq!((value.metric_id(), value.period().to_string()), ("ndr", "2026-Q3".to_owned()));
+        assert_eq!(
+            (value.metric_id(), value.period().to_string()),
+            ("ndr", "2026-Q3".to_owned())
+        );
         let fields = |result: Result<NewKpi, Vec<FieldViolation>>| -> Vec<String> {
-            result.expect_err("refused").into_iter().map(|violation| violation.field).collect()
+            result
+                .expect_err("refused")
+                .into_iter()
+                .map(|violation| violation.field)
+                .collect()
         };
         assert_eq!(
-            fields(NewKpi::parse("c".into(), "ltv", "2026 Q3", f64::NAN, KpiSource::Api, "")),
+            fields(NewKpi::parse(
+                "c".into(),
+                "ltv",
+                "2026 Q3",
+                f64::NAN,
+                KpiSource::Api,
+                ""
+            )),
             ["metric_id", "period", "value"]
         );
         let long_note = "x".repeat(MAX_NOTE_LENGTH + 1);
         assert_eq!(
-            fields(NewKpi::parse("c".into(), "ndr", "2026-Q3", 100.0, KpiSource::Api, &long_note)),
+            fields(NewKpi::parse(
+                "c".into(),
+                "ndr",
+                "2026-Q3",
+                100.0,
+                KpiSource::Api,
+                &long_note
+            )),
             ["note"]
         );
         // PostgreSQL cannot store a NUL in text; SQLite could, so it is
         // refused on both alike.
         assert_eq!(
-            fields(NewKpi::parse("c".into(), "ndr", "2026-Q3", 100.0, KpiSource::Api, "a\0b")),
+            fields(NewKpi::parse(
+                "c".into(),
+                "ndr",
+                "2026-Q3",
+                100.0,
+                KpiSource::Api,
+                "a\0b"
+            )),
             ["note"]
         );
     }

@@ -32,16 +32,6 @@ fn company_to_proto(row: CompanyRow) -> Company {
     }
 }
 
-fn company_fields(row: &CompanyRow) -> CompanyFields {
-    CompanyFields {
-        name: row.name.clone(),
-        sector_id: row.sector_id.clone(),
-        business_model: BusinessModel::try_from(row.business_model).unwrap_or(BusinessModel::Other),
-        country_code: row.country_code.clone(),
-        founding_year: row.founding_year,
-    }
-}
-
 /// A page of a static list ordered by id.
 fn static_page<T: Clone>(
     items: &[T],
@@ -79,19 +69,20 @@ impl MetricsApi {
         let fields = within("company", CompanyFields::parse(&company, current_year()))?;
         let now = now_micros();
         let company_id = uuid::Uuid::now_v7().to_string();
-        let row = CompanyRow {
+        let mut row = CompanyRow {
             peer_key: peer_key(&self.state.peer_key_secret, &company_id),
             company_id,
             organization_id: caller.organization_id.clone(),
-            name: fields.name,
-            sector_id: fields.sector_id,
-            business_model: fields.business_model as i32,
-            country_code: fields.country_code,
-            founding_year: fields.founding_year,
+            name: String::new(),
+            sector_id: String::new(),
+            business_model: 0,
+            country_code: String::new(),
+            founding_year: 0,
             revenue_band_id: String::new(),
             created_at: now,
             updated_at: now,
         };
+        fields.write_to(&mut row);
         self.state.store.insert_company(&row).await?;
         tracing::info!(company_id = %row.company_id, organization_id = %row.organization_id, "company created");
         Ok(CreateCompanyResponse {
@@ -134,13 +125,9 @@ impl MetricsApi {
             .ok_or(MetricsError::NotFound("company"))?;
         let next = within(
             "company",
-            company_fields(&row).updated(&update, &fields, current_year()),
+            CompanyFields::stored(&row).updated(&update, &fields, current_year()),
         )?;
-        row.name = next.name;
-        row.sector_id = next.sector_id;
-        row.business_model = next.business_model as i32;
-        row.country_code = next.country_code;
-        row.founding_year = next.founding_year;
+        next.write_to(&mut row);
         row.updated_at = now_micros();
         self.state.store.update_company(&row).await?;
         Ok(UpdateCompanyResponse {

@@ -41,6 +41,15 @@ fn api_source(field: &str, value: i32) -> Result<KpiSource, FieldViolation> {
     }
 }
 
+/// A source filter: 0 for any, else a known source.
+fn source_filter(field: &str, value: i32) -> Result<Option<KpiSource>, FieldViolation> {
+    match KpiSource::try_from(value) {
+        Ok(KpiSource::Unspecified) => Ok(None),
+        Ok(source) => Ok(Some(source)),
+        Err(_) => Err(FieldViolation::new(field, format!("{value} is not a KPI source"))),
+    }
+}
+
 fn kpi_to_proto(row: KpiRow) -> KpiValue {
     KpiValue {
         company_id: row.company_id,
@@ -155,15 +164,15 @@ impl MetricsApi {
         let granularity = granularity_filter("period_granularity", request.period_granularity)
             .map_err(|violation| violations.push(violation))
             .unwrap_or_default();
+        let source = source_filter("source", request.source)
+            .map_err(|violation| violations.push(violation))
+            .unwrap_or_default();
         let start_month = period_bound("start_period", &request.start_period, false)
             .map_err(|violation| violations.push(violation))
             .unwrap_or_default();
         let end_month = period_bound("end_period", &request.end_period, true)
             .map_err(|violation| violations.push(violation))
             .unwrap_or_default();
-        if KpiSource::try_from(request.source).is_err() {
-            violations.push(FieldViolation::new("source", "is not a KPI source"));
-        }
         violations.finish()?;
         let company_id = request.company_id.trim().to_owned();
         if !company_id.is_empty()
@@ -182,11 +191,11 @@ impl MetricsApi {
             granularity,
             start_month,
             end_month,
-            source: request.source,
+            source,
             include_history: request.include_history,
         };
         let filters = format!(
-            "kpis|{}|{}|{}|{}|{:?}|{:?}|{}|{}",
+            "kpis|{}|{}|{}|{:?}|{:?}|{:?}|{:?}|{}",
             caller.organization_id,
             filter.company_id,
             filter.metric_ids.join(","),

@@ -79,7 +79,7 @@ impl MetricsApi {
             exclude_organization_ids,
         };
         let filters = format!(
-            "peers|{}|{}|{}|{}|{:?}|{:?}|{}|{}",
+            "peers|{}|{}|{}|{:?}|{:?}|{:?}|{}|{}",
             filter.metric_ids.join(","),
             filter.sector_id,
             filter.revenue_band_id,

@@ -244,13 +244,18 @@ async fn kpis_are_listed_with_filters_and_pages(backend: Backend) {
             ListKpisRequest {
                 metric_ids: vec!["arr".into(), "happiness".into()],
                 start_period: "last year".into(),
+                period_granularity: 42,
+                source: 99,
                 ..Default::default()
             },
             &admin,
         ))
         .await;
     let status = assert_code(bad, Code::InvalidArgument);
-    assert_eq!(violated_fields(&status), ["metric_ids[1]", "start_period"]);
+    assert_eq!(
+        violated_fields(&status),
+        ["metric_ids[1]", "period_granularity", "source", "start_period"]
+    );
 
     let stranger = app.admin(&new_organization());
     assert_code(
