@@ -151,6 +151,26 @@ impl FieldRules {
         if self.has(field, Behavior::Identifier) {
             object.insert("x-identifier".into(), Json::Bool(true));
         }
+        // proto3 cannot tell an empty value from an absent one, so a
+        // REQUIRED field is refused when empty: say so, and a generated
+        // client or a fuzzer sends something.
+        if self.has(field, Behavior::Required) && !field.is_map() {
+            if field.is_list() {
+                object.insert("minItems".into(), json!(1));
+            } else {
+                match field.kind() {
+                    Kind::String => {
+                        object.insert("minLength".into(), json!(1));
+                    }
+                    Kind::Enum(descriptor) => {
+                        if let Some(zero) = descriptor.get_value(0) {
+                            object.insert("not".into(), json!({"const": zero.name()}));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
         let Some(constraints) = self.constraints(field) else {
             return;
         };
@@ -608,6 +628,8 @@ mod tests {
         let schemas = &document["components"]["schemas"];
         let sign_up = &schemas["metrix.auth.v1.SignUpRequest"];
         assert_eq!(sign_up["required"], json!(["email", "password"]));
+        // proto3 cannot tell empty from absent: a REQUIRED string is non-empty.
+        assert_eq!(sign_up["properties"]["email"]["minLength"], 1);
         assert_eq!(sign_up["properties"]["email"]["maxLength"], 254);
         assert_eq!(sign_up["properties"]["password"]["minLength"], 12);
         let company = &schemas["metrix.metrics.v1.Company"];
