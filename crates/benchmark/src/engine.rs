@@ -436,15 +436,9 @@ impl Engine {
     /// written to the audit trail.
     pub async fn admit(&self, caller: &Principal, rpc: &'static str, slice: String) -> Result<(), BenchmarkError> {
         let key = format!("benchmark:queries:{}", caller.organization_id);
-        match self.rate_limiter.check(&key, self.query_quota).await {
-            Ok(RateDecision::Allowed) => {}
-            Ok(RateDecision::Limited { retry_after }) => {
-                tracing::warn!(organization_id = %caller.organization_id, rpc, slice, "benchmark queries throttled");
-                return Err(BenchmarkError::Throttled(retry_after));
-            }
-            // The quota bounds cost; an unreachable counter must not take
-            // benchmarks down with it.
-            Err(error) => tracing::warn!(error = %error_chain(&error), "benchmark query quota unreadable"),
+        if let Some(retry_after) = self.over_quota(&key, self.query_quota).await {
+            tracing::warn!(organization_id = %caller.organization_id, rpc, slice, "benchmark queries throttled");
+            return Err(BenchmarkError::Throttled(retry_after));
         }
         tracing::info!(organization_id = %caller.organization_id, subject = %caller.subject, rpc, slice, "benchmark query");
         let record = QueryRecord {
@@ -471,15 +465,25 @@ impl Engine {
     /// a seed is answered from the cache and costs nothing here.
     async fn admit_fresh_bootstrap(&self, organization_id: &str) -> Result<(), BenchmarkError> {
         let key = format!("benchmark:fresh-bootstraps:{organization_id}");
-        match self.rate_limiter.check(&key, self.fresh_bootstrap_quota).await {
-            Ok(RateDecision::Allowed) => Ok(()),
-            Ok(RateDecision::Limited { retry_after }) => {
+        match self.over_quota(&key, self.fresh_bootstrap_quota).await {
+            None => Ok(()),
+            Some(retry_after) => {
                 tracing::warn!(organization_id, "fresh bootstrap seeds throttled");
                 Err(BenchmarkError::FreshBootstraps(retry_after))
             }
+        }
+    }
+
+    /// Counts one use of `key` against `quota`: how long to wait when it is
+    /// spent. A quota bounds cost; an unreachable counter must not take
+    /// benchmarks down with it, so it admits.
+    async fn over_quota(&self, key: &str, quota: Quota) -> Option<std::time::Duration> {
+        match self.rate_limiter.check(key, quota).await {
+            Ok(RateDecision::Allowed) => None,
+            Ok(RateDecision::Limited { retry_after }) => Some(retry_after),
             Err(error) => {
-                tracing::warn!(error = %error_chain(&error), "fresh bootstrap quota unreadable");
-                Ok(())
+                tracing::warn!(key, error = %error_chain(&error), "benchmark quota unreadable");
+                None
             }
         }
     }

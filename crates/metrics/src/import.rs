@@ -7,10 +7,11 @@
 use std::collections::HashMap;
 
 use metrix_core::error::FieldViolation;
+use metrix_proto::metrics::v1::KpiSource;
 
 use crate::events::NUL_REASON;
 use crate::period::Period;
-use crate::validation::validate_record;
+use crate::store::NewKpi;
 
 /// The largest CSV accepted, in bytes.
 pub const MAX_CSV_BYTES: usize = 4 * 1024 * 1024;
@@ -47,16 +48,8 @@ impl Column {
 pub struct ImportRow {
     /// The row's line in the file (the header is line 1).
     pub line_number: i32,
-    /// The company the value belongs to.
-    pub company_id: String,
-    /// The metric.
-    pub metric_id: String,
-    /// The period.
-    pub period: Period,
-    /// The value.
-    pub value: f64,
-    /// The note, possibly empty.
-    pub note: String,
+    /// The value the row records, checked as every stored value is.
+    pub kpi: NewKpi,
 }
 
 /// A rejected row.
@@ -134,12 +127,13 @@ pub fn parse(content: &str, request_company_id: &str) -> Result<ParsedImport, Ve
     }
 
     let mut parsed = ParsedImport::default();
-    let mut first_line_of_key: HashMap<(String, String, String), i32> = HashMap::new();
+    let mut lines = LineCounter::new(content);
+    let mut first_line_of_key: HashMap<(String, &str, Period), i32> = HashMap::new();
     for record in reader.records() {
         let record = match record {
             Ok(record) => record,
             Err(error) => {
-                let line_number = error.position().map_or(0, |position| line_at(content, position.byte()));
+                let line_number = error.position().map_or(0, |position| lines.line_at(position.byte()));
                 parsed.total_rows += 1;
                 parsed.rejected.push(RowIssue {
                     line_number,
@@ -149,9 +143,7 @@ pub fn parse(content: &str, request_company_id: &str) -> Result<ParsedImport, Ve
                 continue;
             }
         };
-        let line_number = record
-            .position()
-            .map_or(0, |position| line_at(content, position.byte()));
+        let line_number = record.position().map_or(0, |position| lines.line_at(position.byte()));
         if record.iter().all(|field| field.trim().is_empty()) {
             // Blank lines (a trailing newline, a spacer) are not rows.
             continue;
@@ -208,10 +200,16 @@ pub fn parse(content: &str, request_company_id: &str) -> Result<ParsedImport, Ve
                 continue;
             }
         };
-        let metric_id = field(Column::MetricId);
-        let period_text = field(Column::Period);
-        let (period, _) = match validate_record(&metric_id, &period_text, value) {
-            Ok(valid) => valid,
+        let kpi = NewKpi::parse(
+            company_id,
+            &field(Column::MetricId),
+            &field(Column::Period),
+            value,
+            KpiSource::CsvImport,
+            &field(Column::Note),
+        );
+        let kpi = match kpi {
+            Ok(kpi) => kpi,
             Err(problems) => {
                 // The first problem is reported; the rest often follow from it.
                 if let Some(problem) = problems.into_iter().next() {
@@ -220,18 +218,7 @@ pub fn parse(content: &str, request_company_id: &str) -> Result<ParsedImport, Ve
                 continue;
             }
         };
-        let note = field(Column::Note);
-        if note.chars().count() > MAX_NOTE_LENGTH {
-            parsed
-                .rejected
-                .push(reject("note", format!("must be at most {MAX_NOTE_LENGTH} characters")));
-            continue;
-        }
-        if note.contains('\0') {
-            parsed.rejected.push(reject("note", NUL_REASON.to_owned()));
-            continue;
-        }
-        let key = (company_id.clone(), metric_id.clone(), period.to_string());
+        let key = (kpi.company_id().to_owned(), kpi.metric_id(), kpi.period());
         if let Some(first_line) = first_line_of_key.get(&key) {
             parsed.rejected.push(reject(
                 "",
@@ -240,14 +227,7 @@ pub fn parse(content: &str, request_company_id: &str) -> Result<ParsedImport, Ve
             continue;
         }
         first_line_of_key.insert(key, line_number);
-        parsed.accepted.push(ImportRow {
-            line_number,
-            company_id,
-            metric_id,
-            period,
-            value,
-            note,
-        });
+        parsed.accepted.push(ImportRow { line_number, kpi });
     }
     if parsed.total_rows == 0 {
         return Err(content_violation("has a header but no rows".to_owned()));
@@ -255,24 +235,52 @@ pub fn parse(content: &str, request_company_id: &str) -> Result<ParsedImport, Ve
     Ok(parsed)
 }
 
-/// The line a record starts on, from its byte offset: the csv reader's
-/// own line count is where it stood before it skipped the line end of the
-/// record before and any empty lines (BurntSushi/rust-csv#208), so it is
-/// one line early with CRLF and always 1 with CR. CR, LF and CRLF each end
-/// one line here; the header is line 1.
-fn line_at(content: &str, byte: u64) -> i32 {
-    let start = usize::try_from(byte).unwrap_or(usize::MAX).min(content.len());
-    let first = content.as_bytes()[start..]
-        .iter()
-        .position(|byte| *byte != b'\r' && *byte != b'\n')
-        .map_or(content.len(), |offset| start + offset);
-    let before = &content.as_bytes()[..first];
-    let line_ends = before
-        .iter()
-        .enumerate()
-        .filter(|(index, byte)| **byte == b'\n' || (**byte == b'\r' && before.get(index + 1) != Some(&b'\n')))
-        .count();
-    i32::try_from(line_ends + 1).unwrap_or(i32::MAX)
+/// The lines of a file, counted once as its records are read in order.
+///
+/// A record's line comes from its byte offset: the csv reader's own line
+/// count is where it stood before it skipped the line end of the record
+/// before and any empty lines (BurntSushi/rust-csv#208), so it is one line
+/// early with CRLF and always 1 with CR. CR, LF and CRLF each end one line
+/// here; the header is line 1.
+struct LineCounter<'content> {
+    content: &'content [u8],
+    /// How far the line ends are counted.
+    counted_to: usize,
+    /// The line ends before `counted_to`.
+    line_ends: usize,
+}
+
+impl<'content> LineCounter<'content> {
+    fn new(content: &'content str) -> Self {
+        Self {
+            content: content.as_bytes(),
+            counted_to: 0,
+            line_ends: 0,
+        }
+    }
+
+    /// The line of the record at `byte`. Records come in file order, so
+    /// each call counts only the bytes since the last one.
+    fn line_at(&mut self, byte: u64) -> i32 {
+        let content = self.content;
+        let start = usize::try_from(byte).unwrap_or(usize::MAX).min(content.len());
+        let first = content[start..]
+            .iter()
+            .position(|byte| *byte != b'\r' && *byte != b'\n')
+            .map_or(content.len(), |offset| start + offset);
+        if first < self.counted_to {
+            (self.counted_to, self.line_ends) = (0, 0);
+        }
+        // A CR at `first - 1` ends a line: `content[first]` is not an LF.
+        self.line_ends += (self.counted_to..first)
+            .filter(|index| {
+                let byte = content[*index];
+                byte == b'\n' || (byte == b'\r' && content.get(index + 1) != Some(&b'\n'))
+            })
+            .count();
+        self.counted_to = first;
+        i32::try_from(self.line_ends + 1).unwrap_or(i32::MAX)
+    }
 }
 
 /// A plain decimal number: optional sign, digits, optional `.` and digits,
@@ -314,7 +322,7 @@ mod tests {
         assert_eq!(parsed.total_rows, 6);
         let accepted: Vec<_> = parsed.accepted.iter().map(|row| row.line_number).collect();
         assert_eq!(accepted, [2, 5]);
-        assert_eq!(parsed.accepted[1].note, "quoted, with comma");
+        assert_eq!(parsed.accepted[1].kpi.note(), "quoted, with comma");
         let rejected: Vec<_> = parsed
             .rejected
             .iter()
@@ -329,7 +337,7 @@ mod tests {
         let csv = format!("\u{feff}Value,PERIOD,Company_Id,metric_id\n5000000,2026,{COMPANY},arr\n");
         let parsed = parse(&csv, "").expect("parses");
         assert_eq!(parsed.accepted.len(), 1);
-        assert_eq!(parsed.accepted[0].company_id, COMPANY);
+        assert_eq!(parsed.accepted[0].kpi.company_id(), COMPANY);
     }
 
     #[test]

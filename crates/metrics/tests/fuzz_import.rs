@@ -98,22 +98,23 @@ fn check_invariants(
         );
         prop_assert!(row.line_number > previous, "acceptances in line order, one per line");
         previous = row.line_number;
-        prop_assert!(row.value.is_finite());
-        prop_assert!(!row.company_id.is_empty());
+        let kpi = &row.kpi;
+        prop_assert!(kpi.value().is_finite());
+        prop_assert!(!kpi.company_id().is_empty());
         if !request_company_id.is_empty() {
-            prop_assert_eq!(&row.company_id, request_company_id);
+            prop_assert_eq!(kpi.company_id(), request_company_id);
         }
-        prop_assert_eq!(row.company_id.trim(), row.company_id.as_str());
-        prop_assert!(row.note.chars().count() <= MAX_NOTE_LENGTH);
+        prop_assert_eq!(kpi.company_id().trim(), kpi.company_id());
+        prop_assert!(kpi.note().chars().count() <= MAX_NOTE_LENGTH);
         prop_assert!(
-            !row.note.contains('\0') && !row.company_id.contains('\0'),
-            "{row:?} holds a NUL"
+            !kpi.note().contains('\0') && !kpi.company_id().contains('\0'),
+            "{kpi:?} holds a NUL"
         );
-        let valid = validate_record(&row.metric_id, &row.period.to_string(), row.value);
-        prop_assert!(valid.is_ok(), "accepted {row:?}: {:?}", valid.err());
+        let valid = validate_record(kpi.metric_id(), &kpi.period().to_string(), kpi.value());
+        prop_assert!(valid.is_ok(), "accepted {kpi:?}: {:?}", valid.err());
         prop_assert!(
-            keys.insert((row.company_id.clone(), row.metric_id.clone(), row.period)),
-            "{row:?} repeats an accepted row"
+            keys.insert((kpi.company_id().to_owned(), kpi.metric_id(), kpi.period())),
+            "{kpi:?} repeats an accepted row"
         );
     }
     let accepted_lines: HashSet<i32> = parsed.accepted.iter().map(|row| row.line_number).collect();
@@ -580,11 +581,11 @@ proptest! {
             })
             .chain(parsed.accepted.iter().map(|row| Expected::Accepted {
                 line: row.line_number,
-                company_id: row.company_id.clone(),
-                metric_id: row.metric_id.clone(),
-                period: row.period,
-                value: row.value,
-                note: row.note.clone(),
+                company_id: row.kpi.company_id().to_owned(),
+                metric_id: row.kpi.metric_id().to_owned(),
+                period: row.kpi.period(),
+                value: row.kpi.value(),
+                note: row.kpi.note().to_owned(),
             }))
             .collect();
         let expected: Vec<Expected> = read

@@ -148,9 +148,12 @@ fn parse_body(body: &[u8], prefix: &str) -> Result<Json, Vec<FieldViolation>> {
     }
     let duplicate = Cell::new(None);
     let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let root = PathNode {
+        step: Step::Root(prefix),
+        parent: None,
+    };
     let parsed = StrictJson {
-        path: prefix.to_owned(),
-        unnamed: false,
+        node: &root,
         duplicate: &duplicate,
     }
     .deserialize(&mut deserializer)
@@ -170,22 +173,57 @@ fn parse_body(body: &[u8], prefix: &str) -> Result<Json, Vec<FieldViolation>> {
 
 /// Reads JSON as `serde_json::Value` does, and leaves in `duplicate` the
 /// path of the first key an object holds twice (an empty key by the path
-/// of its object, as `read_fields` names it).
+/// of its object, as `read_fields` names it). The path is a chain of nodes
+/// on the stack, written out only for that key, so reading a body costs no
+/// allocation per key.
 struct StrictJson<'a> {
-    path: String,
-    /// Whether this value is under an empty key, which names no field:
-    /// what it holds is named by the object that holds the empty key.
-    unnamed: bool,
+    node: &'a PathNode<'a>,
     duplicate: &'a Cell<Option<String>>,
 }
 
-impl StrictJson<'_> {
-    fn child(&self, path: String, unnamed: bool) -> Self {
-        StrictJson {
-            path,
-            unnamed,
-            duplicate: self.duplicate,
+/// One step of the way from the request to a value of the body.
+#[derive(Clone, Copy)]
+enum Step<'a> {
+    /// Where the body goes in the request (empty for the whole request).
+    Root(&'a str),
+    /// A key of an object.
+    Key(&'a str),
+    /// An element of an array.
+    Index(usize),
+}
+
+/// A value's place in the body: its step and its parent's place.
+struct PathNode<'a> {
+    step: Step<'a>,
+    parent: Option<&'a PathNode<'a>>,
+}
+
+impl PathNode<'_> {
+    /// The field path, as `read_fields` names fields: keys joined by `.`,
+    /// indices in brackets, and whatever lies under an empty key named by
+    /// the object that holds it.
+    fn path(&self) -> String {
+        let mut steps = Vec::new();
+        let mut node = Some(self);
+        while let Some(current) = node {
+            steps.push(current.step);
+            node = current.parent;
         }
+        let mut path = String::new();
+        for step in steps.into_iter().rev() {
+            match step {
+                Step::Root(prefix) => path.push_str(prefix),
+                Step::Key("") => break,
+                Step::Key(key) => {
+                    if !path.is_empty() {
+                        path.push('.');
+                    }
+                    path.push_str(key);
+                }
+                Step::Index(index) => path.push_str(&format!("[{index}]")),
+            }
+        }
+        path
     }
 }
 
@@ -236,12 +274,15 @@ impl<'de> serde::de::Visitor<'de> for StrictJson<'_> {
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut items: A) -> Result<Json, A::Error> {
         let mut array = Vec::new();
         loop {
-            let path = if self.unnamed {
-                self.path.clone()
-            } else {
-                format!("{}[{}]", self.path, array.len())
+            let node = PathNode {
+                step: Step::Index(array.len()),
+                parent: Some(self.node),
             };
-            let Some(item) = items.next_element_seed(self.child(path, self.unnamed))? else {
+            let element = StrictJson {
+                node: &node,
+                duplicate: self.duplicate,
+            };
+            let Some(item) = items.next_element_seed(element)? else {
                 break;
             };
             array.push(item);
@@ -252,17 +293,19 @@ impl<'de> serde::de::Visitor<'de> for StrictJson<'_> {
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut entries: A) -> Result<Json, A::Error> {
         let mut object = Map::new();
         while let Some(key) = entries.next_key::<String>()? {
-            let unnamed = self.unnamed || key.is_empty();
-            let path = match (unnamed, self.path.is_empty()) {
-                (true, _) => self.path.clone(),
-                (false, true) => key.clone(),
-                (false, false) => format!("{}.{key}", self.path),
+            let node = PathNode {
+                step: Step::Key(&key),
+                parent: Some(self.node),
             };
-            let value = entries.next_value_seed(self.child(path.clone(), unnamed))?;
-            if object.insert(key, value).is_some() {
+            let value = entries.next_value_seed(StrictJson {
+                node: &node,
+                duplicate: self.duplicate,
+            })?;
+            if object.contains_key(&key) {
                 let first = self.duplicate.take();
-                self.duplicate.set(first.or(Some(path)));
+                self.duplicate.set(first.or_else(|| Some(node.path())));
             }
+            object.insert(key, value);
         }
         Ok(Json::Object(object))
     }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use metrix_core::authn::Scope;
 use metrix_core::client::client_info;
-use metrix_core::error::{Violations, within};
+use metrix_core::error::within;
 use metrix_core::page_token;
 use metrix_core::time::{duration_micros, now_micros, timestamp};
 use metrix_proto::metrics::v1::*;
@@ -53,13 +53,7 @@ impl MetricsApi {
         let Some(event) = request.event else {
             return Err(MetricsError::invalid("event", "is required"));
         };
-        let mut violations = Violations::new();
-        let parsed = violations.nested("event", |event_violations| {
-            event_violations.check_all(parse_event(&event, &arrival))
-        });
-        let Some(parsed) = parsed else {
-            return Err(violations.into_vec().into());
-        };
+        let parsed = within("event", parse_event(&event, &arrival))?;
         let status = if request.asynchronous {
             crate::ingest::enqueue(
                 self.state.work_streams.as_ref(),

@@ -326,48 +326,26 @@ impl MetricsApi {
         }
         let mut parsed = import::parse(&request.csv_content, &request_company_id).map_err(MetricsError::from)?;
         // Rows naming companies outside the organisation are rejected like any bad row.
-        let named: BTreeSet<String> = parsed.accepted.iter().map(|row| row.company_id.clone()).collect();
+        let named: BTreeSet<String> = parsed
+            .accepted
+            .iter()
+            .map(|row| row.kpi.company_id().to_owned())
+            .collect();
         let known = self.state.store.companies_of(&caller.organization_id, &named).await?;
-        let mut values = Vec::with_capacity(parsed.accepted.len());
-        let mut accepted = Vec::with_capacity(parsed.accepted.len());
-        for row in parsed.accepted.drain(..) {
-            if !known.contains(&row.company_id) {
-                parsed.rejected.push(import::RowIssue {
-                    line_number: row.line_number,
-                    column: "company_id".to_owned(),
-                    reason: "is not a company of your organisation".to_owned(),
-                });
-                continue;
-            }
-            let value = NewKpi::parse(
-                row.company_id.clone(),
-                &row.metric_id,
-                &row.period.to_string(),
-                row.value,
-                KpiSource::CsvImport,
-                &row.note,
-            );
-            match value {
-                Ok(value) => {
-                    values.push(value);
-                    accepted.push(row);
-                }
-                // The import's own checks are the same, so this is never
-                // reached; were they to drift apart, the row is rejected,
-                // not lost.
-                Err(problems) => parsed
-                    .rejected
-                    .extend(problems.into_iter().take(1).map(|problem| import::RowIssue {
-                        line_number: row.line_number,
-                        column: problem.field,
-                        reason: problem.description,
-                    })),
-            }
-        }
+        let (accepted, foreign): (Vec<_>, Vec<_>) = parsed
+            .accepted
+            .drain(..)
+            .partition(|row| known.contains(row.kpi.company_id()));
         parsed.accepted = accepted;
+        parsed.rejected.extend(foreign.into_iter().map(|row| import::RowIssue {
+            line_number: row.line_number,
+            column: "company_id".to_owned(),
+            reason: "is not a company of your organisation".to_owned(),
+        }));
         parsed.rejected.sort_by_key(|issue| issue.line_number);
 
         let warnings = import_warnings(&parsed.accepted);
+        let values: Vec<NewKpi> = parsed.accepted.drain(..).map(|row| row.kpi).collect();
         let (mut created, mut updated, mut unchanged) = (0, 0, 0);
         if !request.dry_run && !values.is_empty() {
             let recorded = self
@@ -387,14 +365,14 @@ impl MetricsApi {
         tracing::info!(
             organization_id = %caller.organization_id,
             rows = parsed.total_rows,
-            accepted = parsed.accepted.len(),
+            accepted = values.len(),
             rejected = parsed.rejected.len(),
             dry_run = request.dry_run,
             "kpi import"
         );
         Ok(ImportKpisResponse {
             total_row_count: parsed.total_rows as i64,
-            accepted_row_count: parsed.accepted.len() as i64,
+            accepted_row_count: values.len() as i64,
             rejected_row_count: parsed.rejected.len() as i64,
             created_count: created,
             updated_count: updated,
@@ -412,20 +390,22 @@ fn import_warnings(rows: &[import::ImportRow]) -> Vec<import::RowIssue> {
     let mut related: HashMap<(String, String), validation::RelatedValues> = HashMap::new();
     for row in rows {
         related
-            .entry((row.company_id.clone(), row.period.to_string()))
+            .entry((row.kpi.company_id().to_owned(), row.kpi.period().to_string()))
             .or_default()
-            .insert(row.metric_id.clone(), row.value);
+            .insert(row.kpi.metric_id().to_owned(), row.kpi.value());
     }
     let mut warnings = Vec::new();
     for row in rows {
-        let period = row.period.to_string();
+        let period = row.kpi.period().to_string();
         let candidate = KpiCandidate {
-            metric_id: row.metric_id.clone(),
+            metric_id: row.kpi.metric_id().to_owned(),
             period: period.clone(),
-            value: row.value,
+            value: row.kpi.value(),
         };
         let empty = validation::RelatedValues::new();
-        let same_period = related.get(&(row.company_id.clone(), period)).unwrap_or(&empty);
+        let same_period = related
+            .get(&(row.kpi.company_id().to_owned(), period))
+            .unwrap_or(&empty);
         let report = validation::validate(&candidate, same_period);
         let mut reasons: Vec<String> = report
             .violations
