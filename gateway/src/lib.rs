@@ -9,6 +9,7 @@
 //! The gateway verifies nothing itself: credentials pass through, and every
 //! service checks them.
 
+pub mod console;
 pub mod edge;
 pub mod errors;
 pub mod grpc;
@@ -167,6 +168,8 @@ impl GatewayServer {
                 "/openapi.json",
                 get(move || std::future::ready(Json(documents.openapi.clone()))),
             )
+            .route("/", get(console::index))
+            .route("/assets/{*name}", get(console::asset))
             .route("/docs", get(|| async { Html(openapi::DOCS_PAGE) }))
             .route(
                 "/docs/app.js",
