@@ -5,6 +5,9 @@
 //! and cached for a year, immutable. Each file is sent gzip-compressed when
 //! the browser accepts it (compressed once, at build time).
 
+use std::borrow::Cow;
+use std::path::{Path, PathBuf};
+
 use axum::body::Body;
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
@@ -23,19 +26,35 @@ struct Asset {
 
 static ASSETS: &[Asset] = include!(concat!(env!("OUT_DIR"), "/console_assets.rs"));
 
+/// Where the console's files come from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// The build embedded in the binary.
+    Embedded,
+    /// A folder laid out like `console/dist/`, read at each request.
+    Folder(PathBuf),
+}
+
 /// The console's index page (`GET /`).
-pub async fn index(request: Request) -> Response {
-    serve("/index.html", &request)
+pub async fn index(source: Source, request: Request) -> Response {
+    serve(&source, "/index.html", accepts_gzip(&request)).await
 }
 
 /// A hashed asset (`GET /assets/{name}`), or 404 when there is none by that name.
-pub async fn asset(request: Request) -> Response {
+pub async fn asset(source: Source, request: Request) -> Response {
     let path = request.uri().path().to_owned();
-    serve(&path, &request)
+    serve(&source, &path, accepts_gzip(&request)).await
 }
 
-fn serve(path: &str, request: &Request) -> Response {
-    let Some(asset) = ASSETS.iter().find(|asset| asset.path == path) else {
+async fn serve(source: &Source, path: &str, gzip: bool) -> Response {
+    let found = match source {
+        Source::Embedded => ASSETS
+            .iter()
+            .find(|asset| asset.path == path)
+            .map(|asset| (Cow::Borrowed(asset.body), Cow::Borrowed(asset.gzip))),
+        Source::Folder(folder) => read_from(folder, path).await,
+    };
+    let Some((body, gzipped)) = found else {
         return (
             StatusCode::NOT_FOUND,
             [(CONTENT_TYPE, "text/plain; charset=utf-8")],
@@ -43,14 +62,7 @@ fn serve(path: &str, request: &Request) -> Response {
         )
             .into_response();
     };
-    let gzip = request
-        .headers()
-        .get_all(ACCEPT_ENCODING)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .any(accepts_gzip);
-    let mut response = Response::new(Body::from(if gzip { asset.gzip } else { asset.body }));
+    let mut response = Response::new(Body::from(if gzip { gzipped } else { body }));
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type(path)));
     headers.insert(VARY, HeaderValue::from_static("accept-encoding"));
@@ -68,8 +80,37 @@ fn serve(path: &str, request: &Request) -> Response {
     response
 }
 
+/// A file of a console folder and its gzip copy; none for a path that leaves
+/// the folder or names no file.
+async fn read_from(folder: &Path, path: &str) -> Option<(Cow<'static, [u8]>, Cow<'static, [u8]>)> {
+    let relative = path.strip_prefix('/')?;
+    if relative
+        .split('/')
+        .any(|part| part.is_empty() || part == "." || part == "..")
+    {
+        return None;
+    }
+    let file = folder.join(relative);
+    let body = tokio::fs::read(&file).await.ok()?;
+    let mut gzip_path = file.into_os_string();
+    gzip_path.push(".gz");
+    let gzip = tokio::fs::read(gzip_path).await.ok()?;
+    Some((Cow::Owned(body), Cow::Owned(gzip)))
+}
+
+/// Whether the request's `Accept-Encoding` accepts gzip.
+fn accepts_gzip(request: &Request) -> bool {
+    request
+        .headers()
+        .get_all(ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(coding_is_gzip)
+}
+
 /// Whether one element of `Accept-Encoding` accepts gzip (`gzip`, `gzip;q=0.5`, not `gzip;q=0`).
-fn accepts_gzip(coding: &str) -> bool {
+fn coding_is_gzip(coding: &str) -> bool {
     let mut parts = coding.split(';').map(str::trim);
     if !parts.next().is_some_and(|name| name.eq_ignore_ascii_case("gzip")) {
         return false;
@@ -95,11 +136,11 @@ mod tests {
 
     #[test]
     fn gzip_is_accepted_unless_its_quality_is_zero() {
-        assert!(accepts_gzip("gzip"));
-        assert!(accepts_gzip(" GZIP ;q=0.5"));
-        assert!(!accepts_gzip("gzip;q=0"));
-        assert!(!accepts_gzip("br"));
-        assert!(!accepts_gzip("x-gzip2"));
+        assert!(coding_is_gzip("gzip"));
+        assert!(coding_is_gzip(" GZIP ;q=0.5"));
+        assert!(!coding_is_gzip("gzip;q=0"));
+        assert!(!coding_is_gzip("br"));
+        assert!(!coding_is_gzip("x-gzip2"));
     }
 
     #[test]

@@ -154,6 +154,11 @@ impl GatewayServer {
             .add_service(reflection_v1alpha.build_v1alpha()?)
             .into_axum_router();
 
+        let console_index = match &edge.settings.console_dir {
+            Some(folder) => console::Source::Folder(folder.clone()),
+            None => console::Source::Embedded,
+        };
+        let console_assets = console_index.clone();
         let readiness = edge.clone();
         let documents = edge.clone();
         let fallback = edge.clone();
@@ -168,8 +173,14 @@ impl GatewayServer {
                 "/openapi.json",
                 get(move || std::future::ready(Json(documents.openapi.clone()))),
             )
-            .route("/", get(console::index))
-            .route("/assets/{*name}", get(console::asset))
+            .route(
+                "/",
+                get(move |request: Request| console::index(console_index.clone(), request)),
+            )
+            .route(
+                "/assets/{*name}",
+                get(move |request: Request| console::asset(console_assets.clone(), request)),
+            )
             .route("/docs", get(|| async { Html(openapi::DOCS_PAGE) }))
             .route(
                 "/docs/app.js",

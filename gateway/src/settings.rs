@@ -69,6 +69,10 @@ pub struct GatewaySettings {
     /// is set. Without Redis each instance counts alone, and an unset key is
     /// a random one of the process's own.
     pub rate_limit_key: SecretString,
+    /// Serve the console from this folder, read at each request, instead of
+    /// the build embedded in the binary (`METRIX_GATEWAY__CONSOLE_DIR`; for
+    /// working on the console: `npm run build` and reload, no Rust build).
+    pub console_dir: Option<std::path::PathBuf>,
 }
 
 impl GatewaySettings {
@@ -140,6 +144,10 @@ impl GatewaySettings {
             )?,
             trusted_proxies,
             rate_limit_key: rate_limit_key(settings, &common)?,
+            console_dir: settings
+                .raw("METRIX_GATEWAY__CONSOLE_DIR")
+                .filter(|dir| !dir.is_empty())
+                .map(Into::into),
             rate_limits: RateLimits {
                 per_ip_per_minute: positive("METRIX_GATEWAY__RATE_LIMIT_PER_IP", 1200)?,
                 per_credential_per_minute: positive("METRIX_GATEWAY__RATE_LIMIT_PER_CREDENTIAL", 6000)?,

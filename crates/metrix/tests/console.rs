@@ -53,7 +53,8 @@ fn start_dev(log: &Path) -> Dev {
         .expect("a data folder");
     let gateway_port = free_port();
     let mut command = Command::new(env!("CARGO_BIN_EXE_metrix"));
-    command.args(["dev", "--no-demo", "--data-dir"]).arg(data.path());
+    // With its demo data: the benchmark views need peers.
+    command.args(["dev", "--data-dir"]).arg(data.path());
     for (name, _) in std::env::vars_os() {
         if name.to_string_lossy().starts_with("METRIX_") {
             command.env_remove(name);

@@ -6,6 +6,8 @@ import { createRequire } from "node:module";
 import { join } from "node:path";
 
 export const LIVE_WITHIN_MS = 2_000;
+/** The account `metrix dev` seeds (crates/metrix/src/dev.rs): a company with KPIs and 300 peer companies. */
+export const DEMO = { email: "demo@metrix.dev", password: "metrix demo password" };
 const CHROMIUM = process.env.METRIX_CHROMIUM ?? "/usr/bin/chromium";
 const axeSource = readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
 
@@ -69,6 +71,12 @@ export class Suite {
       body: { email, password, displayName: `${label} admin`, organizationName: `${label} ${suffix}` },
     });
     return { email, password, token: answer.tokens.accessToken, user: answer.user };
+  }
+
+  /** Signs in through the API: the access token. */
+  async token(account) {
+    const answer = await this.rest("POST", "/v1/auth:signIn", { body: { email: account.email, password: account.password } });
+    return answer.tokens.accessToken;
   }
 
   /** Signs `account` in through the console's form and waits for the dashboard. */
