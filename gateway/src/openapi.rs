@@ -353,7 +353,12 @@ impl Builder<'_> {
             Some(field) => self.field_schema(field),
             None => self.message_ref(&method.output()),
         };
-        let success = if method.is_server_streaming() {
+        let success = if method.is_server_streaming() && crate::rest::handler::is_streamed_file(&method.output()) {
+            json!({
+                "description": "The file itself, streamed as it is produced: its media type in Content-Type and its name in Content-Disposition (attachment). A failure after the first bytes aborts the transfer.",
+                "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}}
+            })
+        } else if method.is_server_streaming() {
             json!({
                 "description": "A stream of messages: Server-Sent Events (`event: message`, or `event: error` with a Status) when the request accepts text/event-stream, newline-delimited JSON otherwise.",
                 "content": {"text/event-stream": {"schema": response_schema}, "application/x-ndjson": {"schema": response_schema}}

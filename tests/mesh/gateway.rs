@@ -416,3 +416,64 @@ async fn limits_answer_the_documented_codes_over_rest_and_native_grpc() {
     let body: Json = response.json().await.expect("json");
     assert_eq!(body["details"][0]["fieldViolations"][0]["field"], "eventId");
 }
+
+/// ExportEvents over REST is the file itself, streamed: CSV or NDJSON with
+/// its type and an attachment name, not JSON messages wrapping chunks; a
+/// refusal before the first chunk is the usual JSON error.
+#[tokio::test]
+async fn a_rest_export_is_the_file_itself() {
+    let mesh = Mesh::start().await;
+    let http = http();
+    let (status, _, signed_up) = post_json(
+        &http,
+        format!("{}/v1/auth:signUp", mesh.gateway_url()),
+        json!({"email": unique_email(), "password": "correct horse battery", "organizationName": "Export Co"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{signed_up}");
+    let token = signed_up["tokens"]["accessToken"].as_str().expect("token").to_owned();
+    let events: Vec<Json> = (0..3)
+        .map(|index| json!({"eventId": format!("export-{index}"), "appId": "web", "eventType": "signup", "userId": format!("u-{index}")}))
+        .collect();
+    let tracked = http
+        .post(format!("{}/v1/events:batch", mesh.gateway_url()))
+        .bearer_auth(&token)
+        .json(&json!({ "events": events }))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(tracked.status(), 200);
+
+    let export = |format: &str| {
+        http.get(format!("{}/v1/events:export?format={format}", mesh.gateway_url()))
+            .bearer_auth(&token)
+            .send()
+    };
+    let csv = export("EXPORT_FORMAT_CSV").await.expect("request");
+    assert_eq!(csv.status(), 200);
+    assert_eq!(csv.headers()["content-type"], "text/csv");
+    let disposition = csv.headers()["content-disposition"].to_str().expect("ASCII").to_owned();
+    assert!(
+        disposition.starts_with("attachment; filename=\"events-") && disposition.ends_with("Z.csv\""),
+        "{disposition}"
+    );
+    let text = csv.text().await.expect("body");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 4, "a header and three rows: {text}");
+    assert!(lines[0].starts_with("event_id,"), "{text}");
+    assert!(lines[1..].iter().all(|line| line.starts_with("export-")), "{text}");
+
+    let ndjson = export("EXPORT_FORMAT_NDJSON").await.expect("request");
+    assert_eq!(ndjson.headers()["content-type"], "application/x-ndjson");
+    let text = ndjson.text().await.expect("body");
+    let ids: Vec<String> = text
+        .lines()
+        .map(|line| serde_json::from_str::<Json>(line).expect("one JSON object a line")["eventId"].to_string())
+        .collect();
+    assert_eq!(ids.len(), 3, "{text}");
+
+    let refused = export("NOT_A_FORMAT").await.expect("request");
+    assert_eq!(refused.status(), 400);
+    let body: Json = refused.json().await.expect("a JSON error");
+    assert_eq!(body["status"], "INVALID_ARGUMENT", "{body}");
+}

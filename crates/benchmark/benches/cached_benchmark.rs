@@ -152,6 +152,9 @@ impl BenchmarkService for Bare {
     async fn get_report(&self, _: Request<GetReportRequest>) -> Result<Response<GetReportResponse>, Status> {
         Err(Status::unimplemented("baseline"))
     }
+    async fn list_reports(&self, _: Request<ListReportsRequest>) -> Result<Response<ListReportsResponse>, Status> {
+        Err(Status::unimplemented("baseline"))
+    }
     async fn download_report(
         &self,
         _: Request<DownloadReportRequest>,

@@ -432,6 +432,13 @@ impl BenchmarkService for BenchmarkApi {
     async fn get_report(&self, request: Request<GetReportRequest>) -> Result<Response<GetReportResponse>, Status> {
         answer(BenchmarkApi::get_report(self, request).await)
     }
+
+    async fn list_reports(
+        &self,
+        request: Request<ListReportsRequest>,
+    ) -> Result<Response<ListReportsResponse>, Status> {
+        answer(BenchmarkApi::list_reports(self, request).await)
+    }
     async fn download_report(
         &self,
         request: Request<DownloadReportRequest>,

@@ -343,6 +343,29 @@ impl BenchmarkStore {
         Ok(row)
     }
 
+    /// A page of `organization_id`'s reports (of `company_id` when not
+    /// empty), newest first, after `after` (request time and id of the last
+    /// one of the previous page); their content is left empty.
+    pub async fn list_reports(
+        &self,
+        organization_id: &str,
+        company_id: &str,
+        after: Option<(i64, &str)>,
+        limit: u32,
+    ) -> Result<Vec<ReportRow>, BenchmarkError> {
+        let (before_time, before_id) = after.unwrap_or((i64::MAX, ""));
+        let rows = with_pool!(&self.database, pool => sqlx::query_as::<_, ReportRow>(
+            "SELECT report_id, organization_id, company_id, template_id, period, revenue_band_id, sector_id, \
+             source_id, status, failure_message, request_id, created_at, completed_at, '' AS content FROM reports \
+             WHERE organization_id = $1 AND ($2 = '' OR company_id = $2) \
+             AND (created_at < $3 OR (created_at = $3 AND report_id < $4)) \
+             ORDER BY created_at DESC, report_id DESC LIMIT $5"
+        )
+            .bind(organization_id).bind(company_id).bind(before_time).bind(before_id).bind(i64::from(limit))
+            .fetch_all(pool).await)?;
+        Ok(rows)
+    }
+
     /// The newest report of `organization_id` requested with the idempotency
     /// key `request_id` since `since` (Unix microseconds).
     pub async fn report_by_request(

@@ -14,6 +14,8 @@ pub const MAX_BATCH_POINTS: usize = 1_000;
 pub const MAX_BUCKETS: i64 = 10_000;
 /// The most tags of one point.
 pub const MAX_TAGS: usize = 16;
+/// The longest series name.
+pub const MAX_NAME_LENGTH: usize = 128;
 const MICROS: i64 = 1_000_000;
 const FUTURE_LIMIT: i64 = 24 * 3_600 * MICROS;
 
@@ -70,7 +72,7 @@ fn is_series_name(text: &str, maximum: usize) -> bool {
 pub fn parse_point(point: &DataPoint, now: i64) -> Result<NewDataPoint, Vec<FieldViolation>> {
     let mut violations = Vec::new();
     let name = point.name.trim();
-    if !is_series_name(name, 128) {
+    if !is_series_name(name, MAX_NAME_LENGTH) {
         violations.push(FieldViolation::new(
             "name",
             "must be 1 to 128 characters from a-z 0-9 _ . - (such as api.request.latency)",
@@ -174,7 +176,7 @@ pub struct PointQuery {
 pub fn parse_query(request: &QueryDataPointsRequest, now: i64) -> Result<PointQuery, Vec<FieldViolation>> {
     let mut violations = Vec::new();
     let name = request.name.trim();
-    if !is_series_name(name, 128) {
+    if !is_series_name(name, MAX_NAME_LENGTH) {
         violations.push(FieldViolation::new(
             "name",
             "is required: a series name such as api.request.latency",

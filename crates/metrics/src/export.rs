@@ -15,7 +15,7 @@
 use std::borrow::Cow;
 
 use futures::Stream;
-use metrix_core::time::rfc3339;
+use metrix_core::time::{now_micros, rfc3339};
 use metrix_proto::metrics::v1::ExportEventsResponse;
 use serde_json::{Map, Value, json};
 use tonic::Status;
@@ -55,6 +55,14 @@ pub enum Format {
 }
 
 impl Format {
+    /// The file's extension.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::Csv => "csv",
+            Format::Ndjson => "ndjson",
+        }
+    }
+
     /// The MIME type of the file.
     pub fn content_type(self) -> &'static str {
         match self {
@@ -183,10 +191,18 @@ pub fn export_stream(
         exhausted: false,
         finished: false,
     };
+    // events-20261205T101500Z.csv: when the export started, in UTC.
+    let started: String = rfc3339(now_micros())
+        .chars()
+        .take(19)
+        .filter(|character| !matches!(character, '-' | ':'))
+        .collect();
+    let filename = format!("events-{started}Z.{}", format.extension());
     futures::stream::unfold(progress, move |mut progress| {
         let store = store.clone();
         let organization_id = organization_id.clone();
         let selection = selection.clone();
+        let filename = filename.clone();
         async move {
             if progress.finished {
                 return None;
@@ -255,6 +271,7 @@ pub fn export_stream(
                     data,
                     event_count,
                     content_type: format.content_type().to_owned(),
+                    filename: filename.clone(),
                 }),
                 progress,
             ))

@@ -241,6 +241,12 @@ impl MetricsService for MetricsApi {
     ) -> Result<Response<QueryDataPointsResponse>, Status> {
         answer(MetricsApi::query_data_points(self, request).await)
     }
+    async fn list_data_point_series(
+        &self,
+        request: Request<ListDataPointSeriesRequest>,
+    ) -> Result<Response<ListDataPointSeriesResponse>, Status> {
+        answer(MetricsApi::list_data_point_series(self, request).await)
+    }
     async fn get_dashboard(
         &self,
         request: Request<GetDashboardRequest>,

@@ -94,6 +94,9 @@ pub async fn handle(edge: Arc<Edge>, request: Request) -> Response {
             .and_then(|value| value.to_str().ok())
             .is_some_and(|accept| accept.contains("text/event-stream"));
         return match grpc.server_streaming(grpc_request, grpc_path, RawCodec).await {
+            Ok(response) if is_streamed_file(&route.method.output()) => {
+                streamed_file(edge.clone(), route.clone(), response.into_inner()).await
+            }
             Ok(response) => stream_response(edge.clone(), route.clone(), response.into_inner(), event_stream),
             Err(status) => status_response(&status, &edge.pool),
         };
@@ -155,25 +158,8 @@ fn file_download(message: &DynamicMessage) -> Option<Response> {
     let Value::Bytes(content) = message.get_field(&content_field).into_owned() else {
         return None;
     };
-    let safe_name: String = filename
-        .chars()
-        .map(|character| {
-            if character.is_ascii_alphanumeric() || matches!(character, '.' | '-' | '_') {
-                character
-            } else {
-                '_'
-            }
-        })
-        .collect();
     let mut response = Response::new(Body::from(content));
-    let headers = response.headers_mut();
-    headers.insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_str(&content_type).unwrap_or(HeaderValue::from_static("application/octet-stream")),
-    );
-    if let Ok(disposition) = HeaderValue::from_str(&format!("attachment; filename=\"{safe_name}\"")) {
-        headers.insert(http::header::CONTENT_DISPOSITION, disposition);
-    }
+    attach_file_headers(response.headers_mut(), &content_type, &filename);
     Some(response)
 }
 
@@ -191,6 +177,88 @@ pub fn is_file_shaped(descriptor: &prost_reflect::MessageDescriptor) -> bool {
         && matches!(kind_of("content_type"), Some(Kind::String))
         && matches!(kind_of("filename"), Some(Kind::String))
         && matches!(kind_of("content"), Some(Kind::Bytes))
+}
+
+/// Whether a server stream of `descriptor` is a file sent in chunks, as
+/// ExportEvents' is: its messages have the strings `content_type` and
+/// `filename` and the text `data`, a part of the file.
+pub fn is_streamed_file(descriptor: &prost_reflect::MessageDescriptor) -> bool {
+    use prost_reflect::Kind;
+    let kind_of = |name: &str| {
+        descriptor
+            .get_field_by_name(name)
+            .filter(|field| !field.is_list() && !field.is_map())
+            .map(|field| field.kind())
+    };
+    matches!(kind_of("content_type"), Some(Kind::String))
+        && matches!(kind_of("filename"), Some(Kind::String))
+        && matches!(kind_of("data"), Some(Kind::String | Kind::Bytes))
+}
+
+/// A streamed file as the file itself: the type and name come from the
+/// first chunk (a failure before it is an ordinary error answer), then each
+/// chunk's `data` is sent as it arrives, never gathered. A failure after
+/// the first chunk aborts the body, so the client sees a truncated
+/// transfer, not a shorter file that looks whole. The chunks' other fields
+/// (such as a count) are not sent.
+async fn streamed_file(edge: Arc<Edge>, route: Route, mut stream: tonic::Streaming<Bytes>) -> Response {
+    use prost_reflect::Value;
+    let output = route.method.output();
+    let decode = move |bytes: Bytes| -> Result<(String, String, Bytes), Status> {
+        let message = DynamicMessage::decode(output.clone(), bytes).map_err(|error| {
+            tracing::error!(error = %error, "upstream stream item does not decode");
+            Status::internal("internal error")
+        })?;
+        let text = |name: &str| match message.get_field_by_name(name).as_deref() {
+            Some(Value::String(text)) => text.clone(),
+            _ => String::new(),
+        };
+        let data = match message.get_field_by_name("data").as_deref() {
+            Some(Value::String(text)) => Bytes::from(text.clone().into_bytes()),
+            Some(Value::Bytes(bytes)) => bytes.clone(),
+            _ => Bytes::new(),
+        };
+        Ok((text("content_type"), text("filename"), data))
+    };
+    let first = match stream.message().await {
+        Ok(Some(bytes)) => decode(bytes),
+        Ok(None) => Ok((String::new(), String::new(), Bytes::new())),
+        Err(status) => Err(status),
+    };
+    let (content_type, filename, data) = match first {
+        Ok(first) => first,
+        Err(status) => return status_response(&status, &edge.pool),
+    };
+    let rest = stream.map(move |item| {
+        item.and_then(&decode)
+            .map(|(_, _, data)| data)
+            .map_err(|status| std::io::Error::other(status.message().to_owned()))
+    });
+    let body = futures::stream::once(std::future::ready(Ok::<_, std::io::Error>(data))).chain(rest);
+    let mut response = Response::new(Body::from_stream(body));
+    attach_file_headers(response.headers_mut(), &content_type, &filename);
+    response
+}
+
+/// `Content-Type` and an attachment `Content-Disposition` for a file answer.
+fn attach_file_headers(headers: &mut HeaderMap, content_type: &str, filename: &str) {
+    let safe_name: String = filename
+        .chars()
+        .map(|character| {
+            if character.is_ascii_alphanumeric() || matches!(character, '.' | '-' | '_') {
+                character
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_str(content_type).unwrap_or(HeaderValue::from_static("application/octet-stream")),
+    );
+    if let Ok(disposition) = HeaderValue::from_str(&format!("attachment; filename=\"{safe_name}\"")) {
+        headers.insert(http::header::CONTENT_DISPOSITION, disposition);
+    }
 }
 
 /// The client's `grpc-timeout` (`100m`, `5S`, …), if it sent one.

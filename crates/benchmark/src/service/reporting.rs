@@ -4,10 +4,12 @@ use std::sync::OnceLock;
 
 use metrix_core::authn::Principal;
 use metrix_core::error::{FieldViolation, Violations};
+use metrix_core::page_token::{self, PageLimits};
 use metrix_core::reference;
 use metrix_core::time::{now_micros, rfc3339};
 use metrix_proto::benchmark::v1::*;
 use prost::Message as _;
+use serde::{Deserialize, Serialize};
 use tonic::Request;
 
 use crate::convert::{self, PLATFORM_SOURCE_ID, ReportState};
@@ -25,6 +27,13 @@ const REPORT_REQUEST_WINDOW: i64 = 24 * 3_600 * 1_000_000;
 
 /// The longest idempotency key.
 const MAX_REQUEST_ID_LENGTH: usize = 128;
+
+/// Where the next page of ListReports starts: after this report.
+#[derive(Serialize, Deserialize)]
+struct ReportCursor {
+    created_at: i64,
+    report_id: String,
+}
 
 /// A stored report with its body read back.
 fn stored_report(row: &ReportRow) -> Result<Report, BenchmarkError> {
@@ -217,6 +226,39 @@ impl BenchmarkApi {
         let row = self.stored_row(&caller, &request.get_ref().report_id).await?;
         Ok(GetReportResponse {
             report: Some(stored_report(&row)?),
+        })
+    }
+
+    pub(super) async fn list_reports(
+        &self,
+        request: Request<ListReportsRequest>,
+    ) -> Result<ListReportsResponse, BenchmarkError> {
+        let caller = reader(&request).map_err(status_error)?;
+        let request = request.into_inner();
+        let company_id = request.company_id.trim();
+        let filters = format!("reports|{company_id}");
+        let (size, cursor) = page_token::page_request::<ReportCursor>(
+            request.page_size,
+            &request.page_token,
+            &filters,
+            PageLimits::STANDARD,
+        )
+        .map_err(BenchmarkError::from)?;
+        let after = cursor
+            .as_ref()
+            .map(|cursor| (cursor.created_at, cursor.report_id.as_str()));
+        let rows = self
+            .engine
+            .store
+            .list_reports(&caller.organization_id, company_id, after, size + 1)
+            .await?;
+        let (rows, next_page_token) = page_token::paginate(rows, size, &filters, |row| ReportCursor {
+            created_at: row.created_at,
+            report_id: row.report_id.clone(),
+        });
+        Ok(ListReportsResponse {
+            reports: rows.iter().map(|row| convert::report(row, None)).collect(),
+            next_page_token,
         })
     }
 

@@ -3,7 +3,7 @@
 use metrix_core::authn::Role;
 use metrix_proto::benchmark::v1::{
     Assessment, DownloadReportRequest, GenerateReportRequest, GetReportRequest, ListReportTemplatesRequest,
-    ReportFormat, ReportStatus,
+    ListReportsRequest, ReportFormat, ReportStatus,
 };
 use tonic::Code;
 
@@ -206,4 +206,126 @@ async fn a_company_without_arr_gets_a_failed_report(backend: Backend) {
 both_backends!(
     reports_compare_a_company_and_download_in_every_format,
     a_company_without_arr_gets_a_failed_report,
+    reports_are_listed_newest_first_for_their_organisation_only,
 );
+
+/// ListReports: the organisation's own reports only, newest first, page by
+/// page with tokens bound to the filter, summaries without sections.
+async fn reports_are_listed_newest_first_for_their_organisation_only(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let organization = new_organization();
+    let peers: Vec<f64> = (0..12).map(|step| 95.0 + 2.0 * f64::from(step)).collect();
+    app.peers
+        .add_peers("healthtech", "arr_5m_10m", "ndr", "2026-Q2", &peers);
+    let first = app.peers.add_company(&organization, "healthtech", "arr_5m_10m");
+    let second = app.peers.add_company(&organization, "healthtech", "arr_5m_10m");
+    for company in [&first, &second] {
+        app.peers.set_value(company, "ndr", "2026-Q2", 120.0);
+    }
+    let token = app.user(&organization, Role::CompanyUser);
+    let mut generated = Vec::new();
+    for company in [&first, &second, &first] {
+        let report = app
+            .client()
+            .generate_report(authorized(
+                GenerateReportRequest {
+                    company_id: company.clone(),
+                    template_id: "retention".into(),
+                    period: "2026-Q2".into(),
+                    ..Default::default()
+                },
+                &token,
+            ))
+            .await
+            .expect("generated")
+            .into_inner()
+            .report
+            .expect("report");
+        generated.push(report.id);
+    }
+    let list = |request: ListReportsRequest, token: &str| {
+        let mut client = app.client();
+        let request = authorized(request, token);
+        async move { client.list_reports(request).await }
+    };
+
+    // Newest first, two at a time.
+    let page = list(
+        ListReportsRequest {
+            page_size: 2,
+            ..Default::default()
+        },
+        &token,
+    )
+    .await
+    .expect("listed")
+    .into_inner();
+    let ids: Vec<&str> = page.reports.iter().map(|report| report.id.as_str()).collect();
+    assert_eq!(ids, [generated[2].as_str(), generated[1].as_str()]);
+    assert!(
+        page.reports
+            .iter()
+            .all(|report| report.sections.is_empty() && report.strengths.is_empty())
+    );
+    assert!(
+        page.reports
+            .iter()
+            .all(|report| report.status == ReportStatus::Succeeded as i32)
+    );
+    let rest = list(
+        ListReportsRequest {
+            page_size: 2,
+            page_token: page.next_page_token.clone(),
+            ..Default::default()
+        },
+        &token,
+    )
+    .await
+    .expect("listed")
+    .into_inner();
+    let ids: Vec<&str> = rest.reports.iter().map(|report| report.id.as_str()).collect();
+    assert_eq!(ids, [generated[0].as_str()]);
+    assert!(rest.next_page_token.is_empty());
+
+    // One company's reports; the token of another filter is refused.
+    let of_first = list(
+        ListReportsRequest {
+            company_id: first.clone(),
+            ..Default::default()
+        },
+        &token,
+    )
+    .await
+    .expect("listed")
+    .into_inner();
+    let ids: Vec<&str> = of_first.reports.iter().map(|report| report.id.as_str()).collect();
+    assert_eq!(ids, [generated[2].as_str(), generated[0].as_str()]);
+    assert_code(
+        list(
+            ListReportsRequest {
+                company_id: first.clone(),
+                page_token: page.next_page_token.clone(),
+                ..Default::default()
+            },
+            &token,
+        )
+        .await,
+        Code::InvalidArgument,
+    );
+
+    // Another organisation sees none of them, even naming the company.
+    let stranger = app.user(&new_organization(), Role::Admin);
+    for company_id in [String::new(), first] {
+        let seen = list(
+            ListReportsRequest {
+                company_id,
+                ..Default::default()
+            },
+            &stranger,
+        )
+        .await
+        .expect("listed")
+        .into_inner();
+        assert!(seen.reports.is_empty(), "{:?}", seen.reports);
+    }
+}

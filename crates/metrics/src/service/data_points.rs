@@ -2,14 +2,22 @@
 
 use metrix_core::authn::Scope;
 use metrix_core::error::{Violations, within};
+use metrix_core::page_token;
 use metrix_core::time::{now_micros, timestamp};
 use metrix_proto::metrics::v1::*;
 use prost::Message as _;
+use serde::{Deserialize, Serialize};
 use tonic::Request;
 
 use crate::error::MetricsError;
 
-use super::{MetricsApi, READERS, authorize};
+use super::{LIST_PAGE, MetricsApi, READERS, authorize};
+
+/// Where the next page of ListDataPointSeries starts: after this name.
+#[derive(Serialize, Deserialize)]
+struct SeriesCursor {
+    name: String,
+}
 
 impl MetricsApi {
     pub(super) async fn record_data_points(
@@ -47,6 +55,48 @@ impl MetricsApi {
             .await?;
         Ok(RecordDataPointsResponse {
             accepted_count: points.len() as i64,
+        })
+    }
+
+    pub(super) async fn list_data_point_series(
+        &self,
+        request: Request<ListDataPointSeriesRequest>,
+    ) -> Result<ListDataPointSeriesResponse, MetricsError> {
+        let caller = authorize(&request, &READERS, &[Scope::Read])?;
+        let request = request.get_ref();
+        let name_prefix = request.name_prefix.trim();
+        if name_prefix.chars().count() > crate::data_points::MAX_NAME_LENGTH {
+            return Err(MetricsError::invalid(
+                "name_prefix",
+                format!("must be at most {} characters", crate::data_points::MAX_NAME_LENGTH),
+            ));
+        }
+        let filters = format!("series|{name_prefix}");
+        let (size, cursor) =
+            page_token::page_request::<SeriesCursor>(request.page_size, &request.page_token, &filters, LIST_PAGE)
+                .map_err(MetricsError::from)?;
+        let after = cursor.map(|cursor| cursor.name).unwrap_or_default();
+        let rows = self
+            .state
+            .store
+            .list_series(&caller.organization_id, name_prefix, &after, size + 1)
+            .await?;
+        let (rows, next_page_token) =
+            page_token::paginate(rows, size, &filters, |row| SeriesCursor { name: row.name.clone() });
+        Ok(ListDataPointSeriesResponse {
+            series: rows
+                .into_iter()
+                .map(|row| DataPointSeries {
+                    name: row.name,
+                    r#type: row.point_type as i32,
+                    unit: row.unit,
+                    tag_keys: row.tag_keys,
+                    point_count: row.point_count,
+                    first_point_time: Some(timestamp(row.first_at)),
+                    last_point_time: Some(timestamp(row.last_at)),
+                })
+                .collect(),
+            next_page_token,
         })
     }
 

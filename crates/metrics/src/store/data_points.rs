@@ -3,7 +3,7 @@
 //! SQLite the matching values are read and aggregated exactly in Rust with
 //! the same definitions.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use metrix_core::storage::{BeginWrite as _, Database};
 use metrix_core::with_pool;
@@ -16,6 +16,70 @@ use crate::error::MetricsError;
 
 /// Points per INSERT statement (10 parameters each).
 const INSERT_CHUNK: usize = 500;
+
+/// The most tag keys ListDataPointSeries names per series.
+pub const MAX_LISTED_TAG_KEYS: usize = 100;
+
+/// A series as ListDataPointSeries describes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesSummary {
+    /// The series name.
+    pub name: String,
+    /// The type of its latest point.
+    pub point_type: DataPointType,
+    /// The unit of its latest point.
+    pub unit: String,
+    /// Its tag keys, sorted.
+    pub tag_keys: Vec<String>,
+    /// How many points it holds.
+    pub point_count: i64,
+    /// When its earliest point was measured, in Unix microseconds.
+    pub first_at: i64,
+    /// When its latest point was measured, in Unix microseconds.
+    pub last_at: i64,
+}
+
+#[derive(sqlx::FromRow)]
+struct SeriesRow {
+    name: String,
+    point_type: i32,
+    unit: String,
+    point_count: i64,
+    first_at: i64,
+    last_at: i64,
+}
+
+/// What one batch adds to a series' summary.
+struct SeriesChange<'a> {
+    name: &'a str,
+    latest: &'a NewDataPoint,
+    count: i64,
+    first_at: i64,
+    tag_keys: BTreeSet<&'a str>,
+}
+
+impl<'a> SeriesChange<'a> {
+    /// The batch's points, series by series.
+    fn of(points: &'a [NewDataPoint]) -> Vec<SeriesChange<'a>> {
+        let mut changes: BTreeMap<&str, SeriesChange<'a>> = BTreeMap::new();
+        for point in points {
+            let change = changes.entry(&point.name).or_insert_with(|| SeriesChange {
+                name: &point.name,
+                latest: point,
+                count: 0,
+                first_at: point.measured_at,
+                tag_keys: BTreeSet::new(),
+            });
+            change.count += 1;
+            change.first_at = change.first_at.min(point.measured_at);
+            if point.measured_at >= change.latest.measured_at {
+                change.latest = point;
+            }
+            change.tag_keys.extend(point.tags.keys().map(String::as_str));
+        }
+        changes.into_values().collect()
+    }
+}
 
 /// One aggregated bucket: start, value, number of points.
 pub type BucketRow = (i64, f64, i64);
@@ -111,10 +175,104 @@ impl MetricsStore {
                 }
                 statement.execute(&mut *transaction).await?;
             }
+            for series in SeriesChange::of(points) {
+                sqlx::query(
+                    "INSERT INTO data_point_series (organization_id, name, point_type, unit, point_count, first_at, last_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                     ON CONFLICT (organization_id, name) DO UPDATE SET \
+                     point_type = CASE WHEN excluded.last_at >= data_point_series.last_at \
+                         THEN excluded.point_type ELSE data_point_series.point_type END, \
+                     unit = CASE WHEN excluded.last_at >= data_point_series.last_at \
+                         THEN excluded.unit ELSE data_point_series.unit END, \
+                     point_count = data_point_series.point_count + excluded.point_count, \
+                     first_at = CASE WHEN excluded.first_at < data_point_series.first_at \
+                         THEN excluded.first_at ELSE data_point_series.first_at END, \
+                     last_at = CASE WHEN excluded.last_at > data_point_series.last_at \
+                         THEN excluded.last_at ELSE data_point_series.last_at END",
+                )
+                .bind(organization_id)
+                .bind(series.name)
+                .bind(series.latest.point_type as i32)
+                .bind(&series.latest.unit)
+                .bind(series.count)
+                .bind(series.first_at)
+                .bind(series.latest.measured_at)
+                .execute(&mut *transaction)
+                .await?;
+                for tag_key in &series.tag_keys {
+                    sqlx::query(
+                        "INSERT INTO data_point_tag_keys (organization_id, name, tag_key) VALUES ($1, $2, $3) \
+                         ON CONFLICT (organization_id, name, tag_key) DO NOTHING",
+                    )
+                    .bind(organization_id)
+                    .bind(series.name)
+                    .bind(tag_key)
+                    .execute(&mut *transaction)
+                    .await?;
+                }
+            }
             transaction.commit().await
         }
         .await);
         Ok(outcome?)
+    }
+
+    /// A page of `organization_id`'s series whose names start with
+    /// `name_prefix`, by name, after the name `after`; each with at most
+    /// [`MAX_LISTED_TAG_KEYS`] tag keys.
+    pub async fn list_series(
+        &self,
+        organization_id: &str,
+        name_prefix: &str,
+        after: &str,
+        limit: u32,
+    ) -> Result<Vec<SeriesSummary>, MetricsError> {
+        // A prefix match as a range, so the primary key serves it: every
+        // name from the prefix up to the prefix followed by the largest
+        // character a name may hold.
+        let upper = format!("{name_prefix}\u{10FFFF}");
+        let rows: Vec<SeriesRow> = with_pool!(&self.database, pool => sqlx::query_as(
+            "SELECT name, point_type, unit, point_count, first_at, last_at FROM data_point_series \
+             WHERE organization_id = $1 AND name >= $2 AND name > $3 AND name < $4 ORDER BY name LIMIT $5",
+        )
+        .bind(organization_id)
+        .bind(name_prefix)
+        .bind(after)
+        .bind(&upper)
+        .bind(i64::from(limit))
+        .fetch_all(pool)
+        .await)?;
+        let (Some(first), Some(last)) = (rows.first(), rows.last()) else {
+            return Ok(Vec::new());
+        };
+        let keys: Vec<(String, String)> = with_pool!(&self.database, pool => sqlx::query_as(
+            "SELECT name, tag_key FROM data_point_tag_keys \
+             WHERE organization_id = $1 AND name >= $2 AND name <= $3 ORDER BY name, tag_key",
+        )
+        .bind(organization_id)
+        .bind(&first.name)
+        .bind(&last.name)
+        .fetch_all(pool)
+        .await)?;
+        let mut keys_by_name: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (name, tag_key) in keys {
+            let listed = keys_by_name.entry(name).or_default();
+            if listed.len() < MAX_LISTED_TAG_KEYS {
+                listed.push(tag_key);
+            }
+        }
+        Ok(rows
+            .into_iter()
+            .map(|row| SeriesSummary {
+                tag_keys: keys_by_name.remove(&row.name).unwrap_or_default(),
+                point_type: DataPointType::try_from(row.point_type).unwrap_or(DataPointType::Gauge),
+                name: row.name,
+                unit: row.unit,
+                point_count: row.point_count,
+                first_at: row.first_at,
+                last_at: row.last_at,
+            })
+            .collect())
     }
 
     /// The type of the latest point of series `name`, if it has points.

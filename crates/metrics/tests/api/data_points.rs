@@ -195,4 +195,111 @@ async fn a_bad_point_rejects_the_whole_batch(backend: Backend) {
     assert_eq!(violated_fields(&status), ["bucket_width"]);
 }
 
-both_backends!(points_aggregate_exactly_per_bucket, a_bad_point_rejects_the_whole_batch);
+/// ListDataPointSeries: every series by name with the tag keys its points
+/// carry, its latest point's type and unit, its count and time span; pages
+/// and prefixes; nothing of another organisation.
+async fn series_are_listed_with_their_tag_keys(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let organization = new_organization();
+    let writer = app.issuer.api_key(&organization, &[Scope::MetricsWrite]);
+    let base = (now_micros() - 10 * MINUTE).div_euclid(MINUTE) * MINUTE;
+    let mut queue_depth = point("queue.depth", DataPointType::Gauge, 3.0, base + MINUTE, "/q");
+    queue_depth.tags.insert("region".to_owned(), "eu".to_owned());
+    queue_depth.unit = "jobs".to_owned();
+    let batches = [
+        vec![
+            point("api.latency", DataPointType::Timing, 5.0, base, "/a"),
+            point("api.latency", DataPointType::Timing, 7.0, base + 2 * MINUTE, "/b"),
+            queue_depth,
+        ],
+        // A later batch with an older point: the span widens, the latest point stays.
+        vec![{
+            let mut early = point("api.latency", DataPointType::Timing, 1.0, base - MINUTE, "/c");
+            early.tags.insert("status".to_owned(), "500".to_owned());
+            early.unit = "s".to_owned();
+            early
+        }],
+        vec![point("billing.runs", DataPointType::Counter, 1.0, base, "/r")],
+    ];
+    for batch in batches {
+        app.client()
+            .record_data_points(with_api_key(RecordDataPointsRequest { data_points: batch }, &writer))
+            .await
+            .expect("recorded");
+    }
+    let reader = app.user(&organization, Role::CompanyUser);
+    let list = |request: ListDataPointSeriesRequest, token: &str| {
+        let mut client = app.client();
+        let request = authorized(request, token);
+        async move { client.list_data_point_series(request).await }
+    };
+    let all = list(ListDataPointSeriesRequest::default(), &reader)
+        .await
+        .expect("listed")
+        .into_inner();
+    let names: Vec<&str> = all.series.iter().map(|series| series.name.as_str()).collect();
+    assert_eq!(names, ["api.latency", "billing.runs", "queue.depth"]);
+    let latency = &all.series[0];
+    assert_eq!(latency.tag_keys, ["route", "status"]);
+    assert_eq!(latency.point_count, 3);
+    assert_eq!(latency.r#type, DataPointType::Timing as i32);
+    assert_eq!(
+        latency.unit, "ms",
+        "the unit of the latest point, not of the last batch"
+    );
+    assert_eq!(latency.first_point_time, Some(timestamp(base - MINUTE)));
+    assert_eq!(latency.last_point_time, Some(timestamp(base + 2 * MINUTE)));
+    assert_eq!(all.series[2].tag_keys, ["region", "route"]);
+    assert_eq!(all.series[2].unit, "jobs");
+
+    // Pages of one, and a prefix.
+    let first = list(
+        ListDataPointSeriesRequest {
+            page_size: 1,
+            ..Default::default()
+        },
+        &reader,
+    )
+    .await
+    .expect("listed")
+    .into_inner();
+    assert_eq!(first.series[0].name, "api.latency");
+    let second = list(
+        ListDataPointSeriesRequest {
+            page_size: 1,
+            page_token: first.next_page_token,
+            ..Default::default()
+        },
+        &reader,
+    )
+    .await
+    .expect("listed")
+    .into_inner();
+    assert_eq!(second.series[0].name, "billing.runs");
+    let prefixed = list(
+        ListDataPointSeriesRequest {
+            name_prefix: "queue.".into(),
+            ..Default::default()
+        },
+        &reader,
+    )
+    .await
+    .expect("listed")
+    .into_inner();
+    let names: Vec<&str> = prefixed.series.iter().map(|series| series.name.as_str()).collect();
+    assert_eq!(names, ["queue.depth"]);
+
+    // Another organisation sees none of them.
+    let stranger = app.user(&new_organization(), Role::Admin);
+    let seen = list(ListDataPointSeriesRequest::default(), &stranger)
+        .await
+        .expect("listed")
+        .into_inner();
+    assert!(seen.series.is_empty(), "{:?}", seen.series);
+}
+
+both_backends!(
+    points_aggregate_exactly_per_bucket,
+    a_bad_point_rejects_the_whole_batch,
+    series_are_listed_with_their_tag_keys,
+);
