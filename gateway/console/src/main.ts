@@ -9,6 +9,7 @@ import type { View } from "./view.js";
 import { finishGoogleSignIn, signInPage, signUpPage } from "./views/auth.js";
 import { dashboardView } from "./views/dashboard.js";
 import { eventsView } from "./views/events.js";
+import { adminView } from "./views/admin.js";
 
 interface Page {
   path: string;
@@ -20,6 +21,7 @@ interface Page {
 const PAGES: Page[] = [
   { path: "dashboard", title: "Dashboard", view: dashboardView },
   { path: "events", title: "Events", view: eventsView },
+  { path: "admin", title: "Administration", view: adminView, adminOnly: true },
 ];
 
 const root = document.getElementById("app") ?? document.body;
