@@ -9,6 +9,8 @@ import type { View } from "./view.js";
 import { finishGoogleSignIn, signInPage, signUpPage } from "./views/auth.js";
 import { dashboardView } from "./views/dashboard.js";
 import { eventsView } from "./views/events.js";
+import { companiesView } from "./views/companies.js";
+import { kpisView } from "./views/kpis.js";
 
 interface Page {
   path: string;
@@ -20,6 +22,8 @@ interface Page {
 const PAGES: Page[] = [
   { path: "dashboard", title: "Dashboard", view: dashboardView },
   { path: "events", title: "Events", view: eventsView },
+  { path: "companies", title: "Companies", view: companiesView },
+  { path: "kpis", title: "KPIs", view: kpisView },
 ];
 
 const root = document.getElementById("app") ?? document.body;
