@@ -10,6 +10,8 @@ import { finishGoogleSignIn, signInPage, signUpPage } from "./views/auth.js";
 import { dashboardView } from "./views/dashboard.js";
 import { eventsView } from "./views/events.js";
 import { adminView } from "./views/admin.js";
+import { companiesView } from "./views/companies.js";
+import { kpisView } from "./views/kpis.js";
 
 interface Page {
   path: string;
@@ -21,6 +23,8 @@ interface Page {
 const PAGES: Page[] = [
   { path: "dashboard", title: "Dashboard", view: dashboardView },
   { path: "events", title: "Events", view: eventsView },
+  { path: "companies", title: "Companies", view: companiesView },
+  { path: "kpis", title: "KPIs", view: kpisView },
   { path: "admin", title: "Administration", view: adminView, adminOnly: true },
 ];
 

@@ -139,3 +139,31 @@ export function banner(): HTMLElement {
 export function figure(label: string, key: string, value: string): HTMLElement {
   return h("div", { class: "figure" }, h("dt", {}, label), h("dd", { "data-figure": key }, value));
 }
+
+/** A labelled select with a place for its error, named after the contract's field. */
+export function selectField(
+  label: string,
+  name: string,
+  options: [value: string, text: string][],
+  attributes: Attributes = {},
+): { wrapper: HTMLElement; select: HTMLSelectElement } {
+  const id = `f${++fieldCounter}`;
+  const select = h(
+    "select",
+    { id, name, "aria-describedby": `${id}-error`, ...attributes },
+    ...options.map(([value, text]) => h("option", { value }, text)),
+  );
+  const wrapper = h(
+    "div",
+    { class: "field", "data-field": name },
+    h("label", { for: id }, label),
+    select,
+    h("p", { class: "field-error", id: `${id}-error`, role: "alert" }),
+  );
+  return { wrapper, select };
+}
+
+/** A wide table's container: it scrolls sideways on a narrow screen, and takes focus so a keyboard can scroll it. */
+export function scroller(label: string, table: HTMLTableElement): HTMLElement {
+  return h("div", { class: "table-wrap", role: "region", "aria-label": label, tabindex: 0 }, table);
+}
