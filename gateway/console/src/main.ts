@@ -9,6 +9,7 @@ import type { View } from "./view.js";
 import { finishGoogleSignIn, signInPage, signUpPage } from "./views/auth.js";
 import { dashboardView } from "./views/dashboard.js";
 import { eventsView } from "./views/events.js";
+import { benchmarksView } from "./views/benchmarks.js";
 
 interface Page {
   path: string;
@@ -20,6 +21,7 @@ interface Page {
 const PAGES: Page[] = [
   { path: "dashboard", title: "Dashboard", view: dashboardView },
   { path: "events", title: "Events", view: eventsView },
+  { path: "benchmarks", title: "Benchmarks", view: benchmarksView },
 ];
 
 const root = document.getElementById("app") ?? document.body;
