@@ -16,6 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const START_TIMEOUT: Duration = Duration::from_secs(120);
+const SEED_TIMEOUT: Duration = Duration::from_secs(240);
 
 fn repository_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -64,7 +65,8 @@ fn start_dev(log: &Path) -> Dev {
     command
         .envs([
             ("METRIX_LOG_FORMAT", "human".to_owned()),
-            ("METRIX_LOG", "warn".to_owned()),
+            // The line that says the demo account is ready, and warnings.
+            ("METRIX_LOG", "warn,metrix::dev=info".to_owned()),
             ("NO_COLOR", "1".to_owned()),
             ("METRIX_AUTH__LISTEN_ADDR", format!("127.0.0.1:{}", free_port())),
             ("METRIX_METRICS__LISTEN_ADDR", format!("127.0.0.1:{}", free_port())),
