@@ -40,10 +40,12 @@ export class TimeChart {
         ),
       ),
     );
-    if (this.plot) {
+    if (this.plot && this.plot.series[1]?.label === series.label) {
       this.plot.setData(data);
       return;
     }
+    // A new label (hourly buckets became daily ones) needs a new plot.
+    this.plot?.destroy();
     const width = Math.max(280, this.canvas.clientWidth);
     this.plot = new uPlot(
       {

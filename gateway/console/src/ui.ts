@@ -64,14 +64,18 @@ export function field(
 ): { wrapper: HTMLElement; input: HTMLInputElement } {
   const id = `f${++fieldCounter}`;
   const input = h("input", { id, name, "aria-describedby": `${id}-error`, ...attributes });
-  const wrapper = h(
+  return { wrapper: labelled(id, label, name, input), input };
+}
+
+/** A control with its label and the place for its error, found by the contract's field `name`. */
+function labelled(id: string, label: string, name: string, control: HTMLElement): HTMLElement {
+  return h(
     "div",
     { class: "field", "data-field": name },
     h("label", { for: id }, label),
-    input,
+    control,
     h("p", { class: "field-error", id: `${id}-error`, role: "alert" }),
   );
-  return { wrapper, input };
 }
 
 /**
@@ -123,6 +127,23 @@ function fieldFor(form: HTMLElement, path: string): HTMLElement | undefined {
   return undefined;
 }
 
+/**
+ * Runs `action` when `form` is submitted: earlier errors cleared, the button
+ * disabled while it runs, a failure shown next to its fields.
+ */
+export function onSubmit(form: HTMLFormElement, errors: HTMLElement, button: HTMLButtonElement, action: () => Promise<unknown>): void {
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    clearErrors(errors, form);
+    button.disabled = true;
+    action()
+      .catch((error: unknown) => showError(error, errors, form))
+      .finally(() => {
+        button.disabled = false;
+      });
+  });
+}
+
 /** Shows a success in the area errors use. */
 export function notify(banner: HTMLElement, message: string): void {
   banner.className = "banner notice";
@@ -153,14 +174,7 @@ export function selectField(
     { id, name, "aria-describedby": `${id}-error`, ...attributes },
     ...options.map(([value, text]) => h("option", { value }, text)),
   );
-  const wrapper = h(
-    "div",
-    { class: "field", "data-field": name },
-    h("label", { for: id }, label),
-    select,
-    h("p", { class: "field-error", id: `${id}-error`, role: "alert" }),
-  );
-  return { wrapper, select };
+  return { wrapper: labelled(id, label, name, select), select };
 }
 
 /** A wide table's container: it scrolls sideways on a narrow screen, and takes focus so a keyboard can scroll it. */

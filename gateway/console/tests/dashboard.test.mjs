@@ -4,17 +4,7 @@ import { LIVE_WITHIN_MS, figure, pass, waitFor } from "./lib.mjs";
 
 export default async function (suite) {
   const account = await suite.account("dashboard");
-  const { key } = await suite.rest("POST", "/v1/api-keys", {
-    token: account.token,
-    body: { displayName: "browser test", scopes: ["events:write"] },
-  });
-  const send = (count, type) =>
-    suite.rest("POST", "/v1/events:batch", {
-      apiKey: key,
-      body: {
-        events: Array.from({ length: count }, (_, index) => ({ appId: "web", eventType: type, eventName: `${type} ${index}`, userId: `user-${index % 3}` })),
-      },
-    });
+  const send = await suite.eventSender(account);
 
   const page = await suite.newPage();
   await suite.signIn(page, account);

@@ -5,17 +5,7 @@ import { LIVE_WITHIN_MS, pass, waitFor } from "./lib.mjs";
 
 export default async function (suite) {
   const account = await suite.account("events");
-  const { key } = await suite.rest("POST", "/v1/api-keys", {
-    token: account.token,
-    body: { displayName: "browser test", scopes: ["events:write"] },
-  });
-  const send = (count, type) =>
-    suite.rest("POST", "/v1/events:batch", {
-      apiKey: key,
-      body: {
-        events: Array.from({ length: count }, (_, index) => ({ appId: "web", eventType: type, eventName: `${type} ${index}`, userId: `user-${index % 3}` })),
-      },
-    });
+  const send = await suite.eventSender(account);
   await send(5, "page_view");
   await send(2, "signup_completed");
 

@@ -73,6 +73,24 @@ export class Suite {
     return { email, password, token: answer.tokens.accessToken, user: answer.user };
   }
 
+  /**
+   * An API key of `account`'s organisation with the events:write scope, and
+   * a function that tracks `count` events of `type` with it (TrackEvents).
+   */
+  async eventSender(account) {
+    const { key } = await this.rest("POST", "/v1/api-keys", {
+      token: account.token,
+      body: { displayName: "browser test", scopes: ["events:write"] },
+    });
+    return (count, type) =>
+      this.rest("POST", "/v1/events:batch", {
+        apiKey: key,
+        body: {
+          events: Array.from({ length: count }, (_, index) => ({ appId: "web", eventType: type, eventName: `${type} ${index}`, userId: `user-${index % 3}` })),
+        },
+      });
+  }
+
   /** Signs in through the API: the access token. */
   async token(account) {
     const answer = await this.rest("POST", "/v1/auth:signIn", { body: { email: account.email, password: account.password } });

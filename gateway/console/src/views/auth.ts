@@ -1,7 +1,7 @@
 // Signed-out pages: sign in, sign up (with an invitation token when the link
 // carried one), and Google sign-in when the platform has it configured.
 import { auth, keep } from "../api.js";
-import { banner, clearErrors, field, h, showError } from "../ui.js";
+import { banner, field, h, onSubmit, showError } from "../ui.js";
 
 export function signInPage(): HTMLElement {
   const errors = banner();
@@ -9,17 +9,9 @@ export function signInPage(): HTMLElement {
   const password = field("Password", "password", { type: "password", autocomplete: "current-password", required: true });
   const submit = h("button", { type: "submit", class: "primary" }, "Sign in");
   const form = h("form", { "aria-label": "Sign in", novalidate: true }, email.wrapper, password.wrapper, errors, submit);
-  form.addEventListener("submit", (event) => {
-    event.preventDefault();
-    clearErrors(errors, form);
-    submit.disabled = true;
-    auth
-      .signIn({ email: email.input.value.trim(), password: password.input.value })
-      .then((answer) => keep(answer.tokens))
-      .catch((error: unknown) => showError(error, errors, form))
-      .finally(() => {
-        submit.disabled = false;
-      });
+  onSubmit(form, errors, submit, async () => {
+    const answer = await auth.signIn({ email: email.input.value.trim(), password: password.input.value });
+    keep(answer.tokens);
   });
   return h(
     "main",
@@ -54,26 +46,16 @@ export function signUpPage(invitationToken?: string): HTMLElement {
     errors,
     submit,
   );
-  form.addEventListener("submit", (event) => {
-    event.preventDefault();
-    clearErrors(errors, form);
-    submit.disabled = true;
-    auth
-      .signUp({
-        email: email.input.value.trim(),
-        password: password.input.value,
-        displayName: name.input.value.trim(),
-        organizationName: organization?.input.value.trim() ?? "",
-        invitationToken: invitationToken ?? "",
-      })
-      .then((answer) => {
-        keep(answer.tokens);
-        location.hash = "#/dashboard";
-      })
-      .catch((error: unknown) => showError(error, errors, form))
-      .finally(() => {
-        submit.disabled = false;
-      });
+  onSubmit(form, errors, submit, async () => {
+    const answer = await auth.signUp({
+      email: email.input.value.trim(),
+      password: password.input.value,
+      displayName: name.input.value.trim(),
+      organizationName: organization?.input.value.trim() ?? "",
+      invitationToken: invitationToken ?? "",
+    });
+    keep(answer.tokens);
+    location.hash = "#/dashboard";
   });
   return h(
     "main",

@@ -22,7 +22,7 @@ import {
 } from "../gen/metrix/benchmark/v1/benchmark_pb.js";
 import { MetricUnit, type Company, type MetricDefinition } from "../gen/metrix/metrics/v1/metrics_pb.js";
 import type { RevenueBand, Sector } from "../gen/metrix/common/v1/common_pb.js";
-import { banner, clearErrors, count, field, figure, h, number, replace, showError } from "../ui.js";
+import { banner, clearErrors, count, field, figure, h, number, replace, selectField, showError } from "../ui.js";
 import type { View } from "../view.js";
 
 type Format = (value: number) => string;
@@ -107,10 +107,10 @@ function benchmarksPage(main: HTMLElement, data: Reference, chart: PeriodChart):
   const sectorOptions: [string, string][] = [["", "All sectors"], ...data.sectors.map((sector): [string, string] => [sector.id, sector.displayName])];
 
   // The slice picker.
-  const company = choice("Company", "company_id", data.companies.map((candidate) => [candidate.companyId, candidate.name]));
-  const metric = choice("Metric", "metric_id", data.definitions.map((candidate) => [candidate.metricId, candidate.displayName]));
-  const band = choice("Revenue band", "revenue_band_id", bandOptions);
-  const sector = choice("Sector", "sector_id", sectorOptions);
+  const company = selectField("Company", "company_id", data.companies.map((candidate) => [candidate.companyId, candidate.name]));
+  const metric = selectField("Metric", "metric_id", data.definitions.map((candidate) => [candidate.metricId, candidate.displayName]));
+  const band = selectField("Revenue band", "revenue_band_id", bandOptions);
+  const sector = selectField("Sector", "sector_id", sectorOptions);
   const period = field("Period (YYYY-Qn or YYYY-MM)", "period", { placeholder: "latest quarter", list: "bench-periods", autocomplete: "off" });
   const periods = h("datalist", { id: "bench-periods" });
   const form = h(
@@ -159,8 +159,8 @@ function benchmarksPage(main: HTMLElement, data: Reference, chart: PeriodChart):
   );
 
   // The what-if: hypothetical values for some metrics, ranked against a band and sector.
-  const whatIfBand = choice("Revenue band", "revenue_band_id", bandOptions);
-  const whatIfSector = choice("Sector", "sector_id", sectorOptions);
+  const whatIfBand = selectField("Revenue band", "revenue_band_id", bandOptions);
+  const whatIfSector = selectField("Sector", "sector_id", sectorOptions);
   const values = data.definitions.map((candidate) => {
     const unit = UNIT_WORDS[candidate.unit];
     return {
@@ -651,21 +651,6 @@ function trendWords(trend: Trend | undefined, format: Format, granularity: TimeG
   return `Trend of the ${statistic.toLowerCase()}: ${direction}, ${trend.slope > 0 ? "+" : ""}${format(trend.slope)} per ${unit} (${details.join(", ")}).`;
 }
 
-let choiceCounter = 0;
-
-/** A labelled select wrapped like `field`, so that a violation of `name` lands under it. */
-function choice(label: string, name: string, options: [string, string][]): { wrapper: HTMLElement; select: HTMLSelectElement } {
-  const id = `bench-choice-${++choiceCounter}`;
-  const select = h("select", { id, name, "aria-describedby": `${id}-error` }, ...options.map(([value, text]) => h("option", { value }, text)));
-  const wrapper = h(
-    "div",
-    { class: "field", "data-field": name },
-    h("label", { for: id }, label),
-    select,
-    h("p", { class: "field-error", id: `${id}-error`, role: "alert" }),
-  );
-  return { wrapper, select };
-}
 
 /**
  * A slice over time: uPlot over period indices (a withheld period is a gap,
