@@ -12,6 +12,7 @@ import { eventsView } from "./views/events.js";
 import { adminView } from "./views/admin.js";
 import { companiesView } from "./views/companies.js";
 import { kpisView } from "./views/kpis.js";
+import { dataPointsView } from "./views/datapoints.js";
 
 interface Page {
   path: string;
@@ -25,6 +26,7 @@ const PAGES: Page[] = [
   { path: "events", title: "Events", view: eventsView },
   { path: "companies", title: "Companies", view: companiesView },
   { path: "kpis", title: "KPIs", view: kpisView },
+  { path: "data-points", title: "Data points", view: dataPointsView },
   { path: "admin", title: "Administration", view: adminView, adminOnly: true },
 ];
 
