@@ -12,6 +12,7 @@ import { eventsView } from "./views/events.js";
 import { adminView } from "./views/admin.js";
 import { companiesView } from "./views/companies.js";
 import { kpisView } from "./views/kpis.js";
+import { reportsView } from "./views/reports.js";
 import { dataPointsView } from "./views/datapoints.js";
 
 interface Page {
@@ -26,6 +27,7 @@ const PAGES: Page[] = [
   { path: "events", title: "Events", view: eventsView },
   { path: "companies", title: "Companies", view: companiesView },
   { path: "kpis", title: "KPIs", view: kpisView },
+  { path: "reports", title: "Reports", view: reportsView },
   { path: "data-points", title: "Data points", view: dataPointsView },
   { path: "admin", title: "Administration", view: adminView, adminOnly: true },
 ];
