@@ -56,7 +56,11 @@ export class TimeChart {
           {},
           { label: series.label, stroke: "#2358c4", fill: "rgba(35, 88, 196, 0.12)", width: 2, value: (_, v) => (v == null ? "—" : this.format(v)) },
         ],
-        axes: [{ stroke: "#3d4451" }, { stroke: "#3d4451", values: (_, ticks) => ticks.map((tick) => this.format(tick)) }],
+        axes: [
+          { stroke: "#3d4451" },
+          // As wide as the longest tick label: uPlot's default width cuts off labels carrying a unit.
+          { stroke: "#3d4451", values: (_, ticks) => ticks.map((tick) => this.format(tick)), size: (_, values) => Math.max(50, 16 + 8 * Math.max(0, ...(values ?? []).map((value) => value.length))) },
+        ],
         legend: { show: true },
         cursor: { drag: { x: false, y: false } },
       },

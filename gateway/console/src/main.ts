@@ -13,6 +13,8 @@ import { adminView } from "./views/admin.js";
 import { companiesView } from "./views/companies.js";
 import { kpisView } from "./views/kpis.js";
 import { benchmarksView } from "./views/benchmarks.js";
+import { reportsView } from "./views/reports.js";
+import { dataPointsView } from "./views/datapoints.js";
 
 interface Page {
   path: string;
@@ -27,6 +29,8 @@ const PAGES: Page[] = [
   { path: "companies", title: "Companies", view: companiesView },
   { path: "kpis", title: "KPIs", view: kpisView },
   { path: "benchmarks", title: "Benchmarks", view: benchmarksView },
+  { path: "reports", title: "Reports", view: reportsView },
+  { path: "data-points", title: "Data points", view: dataPointsView },
   { path: "admin", title: "Administration", view: adminView, adminOnly: true },
 ];
 
