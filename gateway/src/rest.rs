@@ -3,6 +3,7 @@
 //! the canonical proto3 JSON mapping through dynamic messages. Adding an
 //! annotated RPC to `proto/` exposes it here with no gateway code.
 
+pub mod encoding;
 pub mod handler;
 pub mod routes;
 pub mod template;

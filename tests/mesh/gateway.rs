@@ -477,3 +477,45 @@ async fn a_rest_export_is_the_file_itself() {
     let body: Json = refused.json().await.expect("a JSON error");
     assert_eq!(body["status"], "INVALID_ARGUMENT", "{body}");
 }
+
+/// A gzip-encoded REST body, as tracking SDKs send their batches, is read
+/// as the JSON it holds; another coding is 415 saying which one is taken;
+/// a compression bomb is refused before it is inflated past its bounds.
+#[tokio::test]
+async fn gzip_request_bodies_are_inflated_within_bounds() {
+    use std::io::Write as _;
+    let gzip = |data: &[u8]| {
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        encoder.write_all(data).expect("compress");
+        encoder.finish().expect("compress")
+    };
+    let mesh = Mesh::start().await;
+    let http = http();
+    let sign_up = json!({"email": unique_email(), "password": "correct horse battery", "organizationName": "Gzip Co"});
+    let post = |body: Vec<u8>, encoding: &'static str| {
+        http.post(format!("{}/v1/auth:signUp", mesh.gateway_url()))
+            .header("content-type", "application/json")
+            .header("content-encoding", encoding)
+            .body(body)
+            .send()
+    };
+    let accepted = post(gzip(sign_up.to_string().as_bytes()), "gzip")
+        .await
+        .expect("request");
+    assert_eq!(accepted.status(), 200, "{:?}", accepted.text().await);
+
+    let refused = post(sign_up.to_string().into_bytes(), "br").await.expect("request");
+    assert_eq!(refused.status(), 415);
+    assert_eq!(refused.headers()["accept-encoding"], "gzip");
+
+    // Half a megabyte of spaces around a small object: a thousand to one.
+    let mut padded = sign_up.to_string().into_bytes();
+    padded.extend(std::iter::repeat_n(b' ', 512 * 1024));
+    let bomb = post(gzip(&padded), "gzip").await.expect("request");
+    assert_eq!(bomb.status(), 400);
+    let body: Json = bomb.json().await.expect("json");
+    assert_eq!(body["details"][0]["fieldViolations"][0]["field"], "body", "{body}");
+
+    let corrupt = post(b"not gzip".to_vec(), "gzip").await.expect("request");
+    assert_eq!(corrupt.status(), 400);
+}

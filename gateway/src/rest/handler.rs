@@ -18,7 +18,7 @@ use tonic::Status;
 use tonic::metadata::{MetadataMap, MetadataValue};
 
 use super::routes::{Route, RouteMatch};
-use super::transcode;
+use super::{encoding, transcode};
 use crate::Edge;
 use crate::edge::{Protocol, read_body, too_large};
 use crate::errors::{invalid_request, status_json, status_response};
@@ -61,6 +61,10 @@ pub async fn handle(edge: Arc<Edge>, request: Request) -> Response {
             return too_large(Protocol::Rest, edge.settings.body_limit);
         }
         Err(status) => return status_response(&status, &edge.pool),
+    };
+    let body = match encoding::decode(&parts.headers, body, edge.settings.body_limit) {
+        Ok(body) => body,
+        Err(error) => return error.response(&edge.pool),
     };
     let message = match transcode::request_message(route, &bindings, query.as_deref(), &body) {
         Ok(message) => message,
