@@ -7,7 +7,7 @@
 //! `x-identifier`) and `metrix.common.v1.constraints` as the JSON Schema
 //! keywords of the same meaning.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use prost_reflect::{
     DescriptorPool, DynamicMessage, EnumDescriptor, ExtensionDescriptor, FieldDescriptor, Kind, MessageDescriptor,
@@ -68,6 +68,8 @@ struct Builder<'a> {
     comments: &'a Comments,
     rules: FieldRules,
     schemas: BTreeMap<String, Json>,
+    /// Messages read by a route that ignores unknown fields.
+    lenient: HashSet<String>,
 }
 
 /// `google.api.field_behavior` values (AIP-203) the document speaks of.
@@ -219,13 +221,31 @@ impl FieldRules {
     }
 }
 
+
+/// `message` and every message type below it (well-known types aside).
+fn collect_messages(message: &MessageDescriptor, found: &mut HashSet<String>) {
+    if is_well_known(message) || !found.insert(message.full_name().to_owned()) {
+        return;
+    }
+    for field in message.fields() {
+        if let Kind::Message(nested) = field.kind() {
+            collect_messages(&nested, found);
+        }
+    }
+}
+
 /// The OpenAPI document of every route.
 pub fn document(pool: &DescriptorPool, routes: &RouteTable) -> Json {
     let comments = Comments::read(pool);
+    let mut lenient = HashSet::new();
+    for route in routes.routes().iter().filter(|route| route.ignore_unknown_fields) {
+        collect_messages(&route.method.input(), &mut lenient);
+    }
     let mut builder = Builder {
         comments: &comments,
         rules: FieldRules::read(pool),
         schemas: BTreeMap::new(),
+        lenient,
     };
     let mut paths: BTreeMap<String, Map<String, Json>> = BTreeMap::new();
     let mut operation_ids: HashMap<String, usize> = HashMap::new();
@@ -467,7 +487,9 @@ impl Builder<'_> {
                 self.rules.annotate(&field, &mut schema);
                 properties.insert(field.json_name().to_owned(), schema);
             }
-            let mut schema = json!({"type": "object", "properties": properties, "additionalProperties": false});
+            // A message read by a route that ignores unknown fields takes any.
+            let closed = !self.lenient.contains(&name);
+            let mut schema = json!({"type": "object", "properties": properties, "additionalProperties": !closed});
             let required = self.rules.required(message);
             if !required.is_empty() {
                 schema["required"] = json!(required);

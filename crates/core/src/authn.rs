@@ -195,8 +195,14 @@ impl Authenticator {
     /// token (refused), who its subject is.
     async fn examine(&self, headers: &http::HeaderMap) -> (Authentication, Option<Superseded>) {
         if let Some(value) = headers.get(http::header::AUTHORIZATION) {
+            // HTTP Basic carries an API key as its user name, as tracking
+            // SDKs send their write key.
+            if let Some(key) = value.to_str().ok().and_then(basic_user) {
+                return (self.verify_api_key(&key).await, None);
+            }
             let Some(token) = value.to_str().ok().and_then(bearer_token) else {
-                let refusal = Status::unauthenticated("authorization must be `Bearer <token>`");
+                let refusal =
+                    Status::unauthenticated("authorization must be `Bearer <token>`, or `Basic` with an API key as user name");
                 return (Authentication::Refused(refusal), None);
             };
             return match self.tokens.verify_token(token).await {
@@ -219,28 +225,46 @@ impl Authenticator {
 
     /// Verifies the API key `headers` carry, if any.
     async fn authenticate_api_key(&self, headers: &http::HeaderMap) -> Authentication {
-        if let Some(value) = headers.get(API_KEY_HEADER) {
-            let Some(verifier) = &self.api_keys else {
-                return Authentication::Refused(Status::unauthenticated("api keys are not accepted here"));
-            };
-            let Ok(key) = value.to_str() else {
-                return Authentication::Refused(Status::unauthenticated("invalid api key"));
-            };
-            return match verifier.verify(key.trim()).await {
-                // A verification cached before the key was revoked is not
-                // trusted once the revocation is heard.
-                Ok(Principal {
-                    credential: Credential::ApiKey { api_key_id },
-                    ..
-                }) if self.tokens.api_key_revoked(&api_key_id) => {
-                    Authentication::Refused(Status::unauthenticated("invalid api key"))
-                }
-                Ok(principal) => Authentication::Authenticated(principal),
-                Err(status) => Authentication::Refused(status),
-            };
+        match headers.get(API_KEY_HEADER).map(http::HeaderValue::to_str) {
+            None => Authentication::Anonymous,
+            Some(Ok(key)) => self.verify_api_key(key).await,
+            Some(Err(_)) => Authentication::Refused(Status::unauthenticated("invalid api key")),
         }
-        Authentication::Anonymous
     }
+
+    /// Verifies an API key, wherever the request carried it (a header, HTTP
+    /// Basic, or a field of the body such as a tracking SDK's `writeKey`).
+    pub async fn verify_api_key(&self, key: &str) -> Authentication {
+        let Some(verifier) = &self.api_keys else {
+            return Authentication::Refused(Status::unauthenticated("api keys are not accepted here"));
+        };
+        match verifier.verify(key.trim()).await {
+            // A verification cached before the key was revoked is not
+            // trusted once the revocation is heard.
+            Ok(Principal {
+                credential: Credential::ApiKey { api_key_id },
+                ..
+            }) if self.tokens.api_key_revoked(&api_key_id) => {
+                Authentication::Refused(Status::unauthenticated("invalid api key"))
+            }
+            Ok(principal) => Authentication::Authenticated(principal),
+            Err(status) => Authentication::Refused(status),
+        }
+    }
+}
+
+/// The user name of an `authorization: Basic <base64(user:password)>`
+/// value, when it names one.
+fn basic_user(value: &str) -> Option<String> {
+    use base64::Engine as _;
+    let (scheme, encoded) = value.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let user = text.split_once(':').map_or(text.as_str(), |(user, _)| user);
+    (!user.is_empty()).then(|| user.to_owned())
 }
 
 /// The token of an `authorization: Bearer <token>` value.
@@ -270,6 +294,18 @@ pub async fn authenticate(State(authenticator): State<Authenticator>, mut reques
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn basic_credentials_name_their_user() {
+        use base64::Engine as _;
+        let encode = |text: &str| base64::engine::general_purpose::STANDARD.encode(text);
+        assert_eq!(basic_user(&format!("Basic {}", encode("mx_key:"))).as_deref(), Some("mx_key"));
+        assert_eq!(basic_user(&format!("basic {}", encode("mx_key:ignored"))).as_deref(), Some("mx_key"));
+        assert_eq!(basic_user(&format!("Basic {}", encode("mx_key"))).as_deref(), Some("mx_key"));
+        assert_eq!(basic_user(&format!("Basic {}", encode(":password"))), None);
+        assert_eq!(basic_user("Basic not-base64!"), None);
+        assert_eq!(basic_user("Bearer abc"), None);
+    }
 
     #[test]
     fn bearer_tokens_are_parsed_case_insensitively() {

@@ -25,6 +25,7 @@ pub mod settings;
 pub mod sketch;
 pub mod store;
 pub mod streams;
+pub mod tracking;
 pub mod validation;
 
 use std::net::SocketAddr;
@@ -38,6 +39,7 @@ use metrix_core::cache::Backends;
 use metrix_core::server::{RunningServer, ServerError, ServiceDefinition, Shutdown};
 use metrix_core::storage::{Database, Migrations, StorageError};
 use metrix_proto::metrics::v1::metrics_service_server::MetricsServiceServer;
+use metrix_proto::metrics::v1::tracking_service_server::TrackingServiceServer;
 use secrecy::{ExposeSecret, SecretString};
 
 pub use crate::app::MetricsState;
@@ -48,6 +50,8 @@ use crate::store::MetricsStore;
 
 /// The fully-qualified name of the gRPC service.
 pub const SERVICE_NAME: &str = "metrix.metrics.v1.MetricsService";
+/// The fully-qualified name of the Segment-compatible tracking service.
+pub const TRACKING_SERVICE_NAME: &str = "metrix.metrics.v1.TrackingService";
 
 /// A failure to start the metrics service.
 #[derive(Debug, thiserror::Error)]
@@ -200,14 +204,18 @@ impl MetricsServer {
         ingest::spawn_workers(state.clone(), state.work_streams.clone(), settings.queue, &shutdown);
         let definition = ServiceDefinition {
             name: "metrics",
-            grpc_services: vec![SERVICE_NAME],
+            grpc_services: vec![SERVICE_NAME, TRACKING_SERVICE_NAME],
             // The streaming handlers find their bounds (and the authenticator
             // that re-checks a stream's credential) in the request.
             routes: tonic::service::Routes::new(tonic::service::interceptor::InterceptedService::new(
                 MetricsServiceServer::new(MetricsApi::new(state.clone()))
                     .max_decoding_message_size(metrix_core::server::MAX_MESSAGE_BYTES),
                 streams::StreamPolicy::new(settings.streams, authenticator.clone()).interceptor(),
-            )),
+            ))
+            .add_service(
+                TrackingServiceServer::new(service::TrackingApi::new(state.clone(), authenticator.clone()))
+                    .max_decoding_message_size(metrix_core::server::MAX_MESSAGE_BYTES),
+            ),
             authenticator,
             shutdown_grace: settings.common.shutdown_grace,
             drain_delay: settings.common.drain_delay,

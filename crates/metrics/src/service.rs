@@ -1,8 +1,9 @@
 //! The gRPC face of the metrics service: requests are parsed into domain
 //! types here, permissions are checked here, and errors become statuses
 //! here. Handlers live with their section of the contract (`companies`,
-//! `kpis`, `events`, `data_points`, `peers`); this module holds what they
-//! share and the `MetricsService` table that routes each RPC to its handler.
+//! `kpis`, `events`, `data_points`, `peers`; `tracking`, the Segment-
+//! compatible `TrackingService`); this module holds what they share and the
+//! `MetricsService` table that routes each RPC to its handler.
 //! Nothing below it (`app`, `store`, the domain modules) knows gRPC.
 
 mod companies;
@@ -10,6 +11,9 @@ mod data_points;
 mod events;
 mod kpis;
 mod peers;
+mod tracking;
+
+pub use self::tracking::TrackingApi;
 
 use std::collections::BTreeSet;
 use std::pin::Pin;
@@ -132,6 +136,11 @@ impl MetricsApi {
     /// Handlers over `state`.
     pub fn new(state: Arc<MetricsState>) -> Self {
         Self { state }
+    }
+
+    /// The shared state.
+    fn state(&self) -> &Arc<MetricsState> {
+        &self.state
     }
 }
 

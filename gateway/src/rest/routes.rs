@@ -29,6 +29,9 @@ pub struct Route {
     pub body: BodyRule,
     /// The response field that becomes the body, if not the whole response.
     pub response_body: Option<FieldDescriptor>,
+    /// Whether body fields the request does not name are ignored rather
+    /// than refused (`(metrix.common.v1.ignore_unknown_fields)`).
+    pub ignore_unknown_fields: bool,
 }
 
 impl Route {
@@ -152,6 +155,16 @@ impl RouteTable {
     }
 }
 
+/// Whether `method` is marked `(metrix.common.v1.ignore_unknown_fields) = true`.
+fn ignores_unknown_fields(method: &MethodDescriptor) -> bool {
+    let options = method.options();
+    method
+        .parent_pool()
+        .get_extension_by_name("metrix.common.v1.ignore_unknown_fields")
+        .filter(|extension| options.has_extension(extension))
+        .is_some_and(|extension| options.get_extension(&extension).as_bool() == Some(true))
+}
+
 fn collect_rule(method: &MethodDescriptor, rule: &DynamicMessage, routes: &mut Vec<Route>) -> Result<(), RouteError> {
     let problem = |problem: String| RouteError::Rule {
         method: method.full_name().to_owned(),
@@ -227,6 +240,7 @@ fn collect_rule(method: &MethodDescriptor, rule: &DynamicMessage, routes: &mut V
             template,
             body,
             response_body,
+            ignore_unknown_fields: ignores_unknown_fields(method),
         });
     }
     if let Some(Value::List(bindings)) = rule

@@ -63,7 +63,10 @@ pub fn request_message(
             violations.push(violation);
         }
     }
-    let message = read_fields(&input, root, "", &mut violations);
+    let reading = Reading {
+        ignore_unknown_fields: route.ignore_unknown_fields,
+    };
+    let message = read_fields(&input, root, "", reading, &mut violations);
     if violations.is_empty()
         && let Some(field) = nested_too_deeply(&message, 0, "")
     {
@@ -483,12 +486,20 @@ fn same_scalar(sent: &Json, text: &str) -> bool {
     }
 }
 
+/// How a route reads its body.
+#[derive(Debug, Clone, Copy, Default)]
+struct Reading {
+    /// Skip keys that name no field instead of refusing them.
+    ignore_unknown_fields: bool,
+}
+
 /// Reads `object` into a message of `descriptor` one field at a time, so a
 /// bad field is named; nested messages are read the same way.
 fn read_fields(
     descriptor: &MessageDescriptor,
     object: Map<String, Json>,
     prefix: &str,
+    reading: Reading,
     violations: &mut Vec<FieldViolation>,
 ) -> DynamicMessage {
     let mut message = DynamicMessage::new(descriptor.clone());
@@ -508,6 +519,9 @@ fn read_fields(
         }
         let path = path_of(&key);
         let Some(field) = field_named(descriptor, &key) else {
+            if reading.ignore_unknown_fields {
+                continue;
+            }
             violations.push(FieldViolation::new(
                 path,
                 format!("is not a field of {}", descriptor.name()),
@@ -530,7 +544,7 @@ fn read_fields(
         if plain_message && let Kind::Message(nested) = field.kind() {
             match (field.is_list(), value) {
                 (false, Json::Object(inner)) => {
-                    let nested_message = read_fields(&nested, inner, &path, violations);
+                    let nested_message = read_fields(&nested, inner, &path, reading, violations);
                     message.set_field(&field, prost_reflect::Value::Message(nested_message));
                     continue;
                 }
@@ -542,7 +556,7 @@ fn read_fields(
                         let item_path = format!("{path}[{index}]");
                         match item {
                             Json::Object(inner) => elements.push(prost_reflect::Value::Message(read_fields(
-                                &nested, inner, &item_path, violations,
+                                &nested, inner, &item_path, reading, violations,
                             ))),
                             _ => violations.push(FieldViolation::new(
                                 item_path,
