@@ -245,6 +245,7 @@ impl MetricsApi {
         let Some(kpi) = request.kpi else {
             return Err(MetricsError::invalid("kpi", "is required"));
         };
+
         if request.related_values.len() > MAX_RELATED_VALUES {
             return Err(MetricsError::invalid(
                 "related_values",
@@ -280,7 +281,14 @@ impl MetricsApi {
                 ));
                 continue;
             }
-            if !value.period.trim().is_empty() && value.period.trim() != kpi.period.trim() {
+            if value.period.trim().is_empty() {
+                violations.push(FieldViolation::new(
+                    format!("related_values[{index}].period"),
+                    "is required",
+                ));
+                continue;
+            }
+            if value.period.trim() != kpi.period.trim() {
                 violations.push(FieldViolation::new(
                     format!("related_values[{index}].period"),
                     "must be the period of the validated value",
