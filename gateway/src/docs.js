@@ -13,8 +13,9 @@
   const typeOf = (schema) => {
     if (!schema) return "";
     if (schema.$ref) return schema.$ref.split("/").pop();
-    if (schema.type === "array") return typeOf(schema.items) + "[]";
-    return [].concat(schema.type || "any").join(" | ") + (schema.format ? ` (${schema.format})` : "");
+    if (schema.anyOf) return schema.anyOf.map(typeOf).join(" | ");
+    const kinds = [].concat(schema.type || "any").map((kind) => (kind === "array" ? typeOf(schema.items) + "[]" : kind));
+    return kinds.join(" | ") + (schema.format ? ` (${schema.format})` : "");
   };
   const fieldsTable = (schema) => {
     const resolved = resolve(schema);

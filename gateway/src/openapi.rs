@@ -5,7 +5,16 @@
 //! along: `google.api.field_behavior` (REQUIRED fields in `required`,
 //! OUTPUT_ONLY as `readOnly`, IMMUTABLE and IDENTIFIER as `x-immutable` and
 //! `x-identifier`) and `metrix.common.v1.constraints` as the JSON Schema
-//! keywords of the same meaning.
+//! keywords of the same meaning. What the gateway accepts beyond that is
+//! stated too, so a client or fuzzer reads the truth: `null` for a field
+//! that is not REQUIRED, enums by number, and for a message the RPC judges
+//! in its answer (`judged_in_answer`) the message's shape alone.
+//!
+//! Over 400 lines: it is one walk over the descriptors (operations, then the
+//! schemas they reach, then each field's rules), and every step reads or
+//! writes the one `Builder` (the comments by source path, the option
+//! descriptors, the schemas emitted so far); the snapshot in
+//! `tests/transcoding.rs` checks the whole.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -127,6 +136,16 @@ impl FieldRules {
         }
     }
 
+    /// Whether the RPC answers the problems of the field's message instead
+    /// of refusing them (`judged_in_answer`).
+    fn judged_in_answer(&self, field: &FieldDescriptor) -> bool {
+        self.constraints(field).is_some_and(|constraints| {
+            constraints
+                .get_field_by_name("judged_in_answer")
+                .is_some_and(|value| value.as_bool() == Some(true))
+        })
+    }
+
     /// The names of a message's REQUIRED fields, in field order.
     fn required(&self, message: &MessageDescriptor) -> Vec<String> {
         message
@@ -166,7 +185,7 @@ impl FieldRules {
                     }
                     Kind::Enum(descriptor) => {
                         if let Some(zero) = descriptor.get_value(0) {
-                            object.insert("not".into(), json!({"const": zero.name()}));
+                            object.insert("not".into(), json!({"enum": [zero.name(), 0]}));
                         }
                     }
                     _ => {}
@@ -317,13 +336,25 @@ impl Builder<'_> {
             if let Some(field) = crate::rest::routes::resolve_path(&input, field_path) {
                 let mut schema = self.field_schema(&field);
                 self.rules.annotate(&field, &mut schema);
-                parameters.push(json!({
-                    "name": field_path.join("."),
+                // The services trim the ids a path carries, so one of white
+                // space alone is no id.
+                if let Json::Object(object) = &mut schema
+                    && object.get("type") == Some(&json!("string"))
+                    && !object.contains_key("pattern")
+                {
+                    object.insert("pattern".into(), json!("\\S"));
+                }
+                let mut parameter = json!({
+                    "name": route.template.openapi_name(field_path),
                     "in": "path",
                     "required": true,
                     "description": self.field_description(&field),
                     "schema": schema,
-                }));
+                });
+                if field_path.len() > 1 {
+                    parameter["x-field-path"] = json!(field_path.join("."));
+                }
+                parameters.push(parameter);
             }
         }
         let bound_top: Vec<&str> = path_fields
@@ -358,7 +389,14 @@ impl Builder<'_> {
             BodyRule::Whole => Some(self.body_schema(&input, &bound_top, is_partial_update(&input))),
             BodyRule::Field(field) => match field.kind() {
                 Kind::Message(message) if !field.is_list() && !is_well_known(&message) => {
-                    Some(self.body_schema(&message, &[], is_partial_update(&input)))
+                    // Fields of the body's message that the path binds
+                    // (`company.company_id`).
+                    let bound_inside: Vec<&str> = path_fields
+                        .iter()
+                        .filter(|path| path.len() == 2 && path[0] == field.name())
+                        .map(|path| path[1].as_str())
+                        .collect();
+                    Some(self.body_schema(&message, &bound_inside, is_partial_update(&input)))
                 }
                 _ => Some(self.field_schema(field)),
             },
@@ -432,27 +470,40 @@ impl Builder<'_> {
     }
 
     /// The schema of a request body holding `message`: the message's own
-    /// schema, unless some of its REQUIRED fields are not required here —
-    /// those the path binds (they are path parameters), or all of them in a
-    /// partial update (AIP-134: the mask says what is sent) — and then a
-    /// copy without them.
+    /// schema, unless the path binds some of its fields — they are path
+    /// parameters, and the body leaves them out (the gateway refuses a body
+    /// value that disagrees with the URL) — or it is a partial update, where
+    /// no field is required (AIP-134: the mask says what is sent); then a
+    /// copy that says so.
     fn body_schema(&mut self, message: &MessageDescriptor, bound_by_path: &[&str], partial: bool) -> Json {
         let reference = self.message_ref(message);
         let required = self.rules.required(message);
+        let bound: Vec<String> = message
+            .fields()
+            .filter(|field| bound_by_path.contains(&field.name()))
+            .map(|field| field.json_name().to_owned())
+            .collect();
         let kept: Vec<String> = if partial {
             Vec::new()
         } else {
-            let bound: Vec<String> = message
-                .fields()
-                .filter(|field| bound_by_path.contains(&field.name()))
-                .map(|field| field.json_name().to_owned())
-                .collect();
             required.iter().filter(|name| !bound.contains(name)).cloned().collect()
         };
-        if kept.len() == required.len() {
+        if bound.is_empty() && kept.len() == required.len() {
             return reference;
         }
         let mut schema = self.schemas.get(message.full_name()).cloned().unwrap_or(Json::Null);
+        // A REQUIRED field not required here may be sent as `null`, like
+        // any optional field.
+        if let Some(Json::Object(properties)) = schema.get_mut("properties") {
+            for name in required.iter().filter(|name| !kept.contains(name)) {
+                if let Some(property) = properties.get_mut(name) {
+                    nullable(property);
+                }
+            }
+            for name in &bound {
+                properties.remove(name);
+            }
+        }
         if let Json::Object(object) = &mut schema {
             if kept.is_empty() {
                 object.remove("required");
@@ -485,6 +536,9 @@ impl Builder<'_> {
                     object.entry("description").or_insert(Json::String(description));
                 }
                 self.rules.annotate(&field, &mut schema);
+                if !self.rules.has(&field, Behavior::Required) {
+                    nullable(&mut schema);
+                }
                 properties.insert(field.json_name().to_owned(), schema);
             }
             // A message read by a route that ignores unknown fields takes any.
@@ -502,11 +556,58 @@ impl Builder<'_> {
         json!({"$ref": format!("#/components/schemas/{name}")})
     }
 
+    /// The shape of `message` alone, for a field whose problems the RPC
+    /// answers rather than refuses (`judged_in_answer`): its component
+    /// without `required` and without the bounds of its own fields.
+    fn unchecked_ref(&mut self, message: &MessageDescriptor) -> Json {
+        let checked = self.message_ref(message);
+        if checked.get("$ref").is_none() {
+            return checked;
+        }
+        let name = format!("{}.Unchecked", message.full_name());
+        if !self.schemas.contains_key(&name) {
+            let mut schema = self.schemas.get(message.full_name()).cloned().unwrap_or(Json::Null);
+            if let Json::Object(object) = &mut schema {
+                let required = object.remove("required");
+                if let Some(Json::Object(properties)) = object.get_mut("properties") {
+                    for (property_name, property) in properties.iter_mut() {
+                        let Json::Object(keywords) = property else {
+                            continue;
+                        };
+                        for bound in BOUNDS {
+                            keywords.remove(bound);
+                            if let Some(Json::Object(items)) = keywords.get_mut("items") {
+                                items.remove(bound);
+                            }
+                        }
+                        let was_required = required
+                            .as_ref()
+                            .and_then(Json::as_array)
+                            .is_some_and(|names| names.contains(&json!(property_name)));
+                        if was_required {
+                            nullable(property);
+                        }
+                    }
+                }
+                let description = format!(
+                    "The shape of {}: the call judges the value and answers its problems instead of refusing it.",
+                    message.name()
+                );
+                object.insert("description".into(), Json::String(description));
+            }
+            self.schemas.insert(name.clone(), schema);
+        }
+        json!({"$ref": format!("#/components/schemas/{name}")})
+    }
+
     fn enum_ref(&mut self, descriptor: &EnumDescriptor) -> Json {
         let name = descriptor.full_name().to_owned();
         if !self.schemas.contains_key(&name) {
-            let values: Vec<String> = descriptor.values().map(|value| value.name().to_owned()).collect();
-            let mut schema = json!({"type": "string", "enum": values});
+            // proto3 JSON reads an enum by name or by number.
+            let names = descriptor.values().map(|value| json!(value.name()));
+            let numbers = descriptor.values().map(|value| json!(value.number()));
+            let values: Vec<Json> = names.chain(numbers).collect();
+            let mut schema = json!({"type": ["string", "integer"], "enum": values});
             if let Some(description) = self.describe(descriptor.parent_file().name(), descriptor.path()) {
                 schema["description"] = Json::String(description);
             }
@@ -516,6 +617,16 @@ impl Builder<'_> {
     }
 
     fn field_schema(&mut self, field: &FieldDescriptor) -> Json {
+        if let Kind::Message(message) = field.kind()
+            && self.rules.judged_in_answer(field)
+        {
+            let single = self.unchecked_ref(&message);
+            return if field.is_list() {
+                json!({"type": "array", "items": single})
+            } else {
+                single
+            };
+        }
         if field.is_map() {
             let Kind::Message(entry) = field.kind() else {
                 return json!({"type": "object"});
@@ -546,6 +657,41 @@ impl Builder<'_> {
             Kind::Enum(descriptor) => self.enum_ref(descriptor),
             Kind::Message(message) => self.message_ref(message),
         }
+    }
+}
+
+/// The JSON Schema keywords that bound a value (as opposed to its shape).
+const BOUNDS: [&str; 9] = [
+    "minLength",
+    "maxLength",
+    "pattern",
+    "minimum",
+    "maximum",
+    "exclusiveMinimum",
+    "minItems",
+    "maxItems",
+    "not",
+];
+
+/// Lets a field's schema take `null` too. proto3 JSON reads `null` as the
+/// field's default, which for a field that is not REQUIRED is the same as
+/// leaving it out (a REQUIRED field's `null` is refused as missing).
+fn nullable(schema: &mut Json) {
+    let Json::Object(object) = schema else {
+        return;
+    };
+    if let Some(reference) = object.remove("$ref") {
+        object.insert("anyOf".into(), json!([{"$ref": reference}, {"type": "null"}]));
+        return;
+    }
+    match object.get_mut("type") {
+        Some(Json::String(kind)) => {
+            let kind = std::mem::take(kind);
+            object.insert("type".into(), json!([kind, "null"]));
+        }
+        Some(Json::Array(kinds)) if !kinds.contains(&json!("null")) => kinds.push(json!("null")),
+        // No type: any JSON value, `null` included.
+        _ => {}
     }
 }
 
@@ -637,7 +783,11 @@ mod tests {
                 .contains("Creates an account")
         );
         let request = &document["components"]["schemas"]["metrix.auth.v1.SignUpRequest"];
-        assert_eq!(request["properties"]["organizationName"]["type"], "string");
+        // Optional, so `null` (proto3 JSON's "default") is as good as leaving it out.
+        assert_eq!(
+            request["properties"]["organizationName"]["type"],
+            json!(["string", "null"])
+        );
         assert!(request["properties"]["email"]["description"].as_str().is_some());
         let user = &document["components"]["schemas"]["metrix.auth.v1.User"];
         assert_eq!(user["properties"]["createTime"]["format"], "date-time");
@@ -645,6 +795,34 @@ mod tests {
         assert!(role["enum"].as_array().expect("values").contains(&json!("ROLE_ADMIN")));
         let delete = &document["paths"]["/v1/api-keys/{api_key_id}"]["delete"];
         assert_eq!(delete["parameters"][0]["in"], "path");
+    }
+
+    #[test]
+    fn clients_and_fuzzers_read_what_the_gateway_accepts() {
+        let pool = DescriptorPool::decode(metrix_proto::FILE_DESCRIPTOR_SET).expect("descriptors");
+        let routes = RouteTable::from_pool(&pool, "metrix.").expect("routes");
+        let document = document(&pool, &routes);
+        let schemas = &document["components"]["schemas"];
+        // An enum by name or by number.
+        let role = schemas["metrix.auth.v1.Role"]["enum"].as_array().expect("values");
+        assert!(role.contains(&json!("ROLE_ADMIN")) && role.contains(&json!(0)));
+        // A nested path variable has a name without a dot, and says what it binds.
+        let update = &document["paths"]["/v1/companies/{company_id}"]["patch"];
+        assert_eq!(update["parameters"][0]["name"], "company_id");
+        assert_eq!(update["parameters"][0]["x-field-path"], "company.company_id");
+        // A field the path binds is not in the body.
+        let rotate = &document["paths"]["/v1/service-accounts/{client_id}:rotateSecret"]["post"];
+        let body = &rotate["requestBody"]["content"]["application/json"]["schema"];
+        assert!(body["properties"].get("clientId").is_none(), "{body}");
+        // Each event of a batch is judged alone: the items state the shape only.
+        let batch = &schemas["metrix.metrics.v1.TrackEventsRequest"]["properties"]["events"];
+        assert_eq!(
+            batch["items"]["$ref"],
+            "#/components/schemas/metrix.metrics.v1.Event.Unchecked"
+        );
+        let unchecked = &schemas["metrix.metrics.v1.Event.Unchecked"];
+        assert!(unchecked.get("required").is_none(), "{unchecked}");
+        assert!(schemas["metrix.metrics.v1.Event"]["required"].is_array());
     }
 
     #[test]

@@ -453,7 +453,8 @@ fn write_request(route: &Route, message: &DynamicMessage, style: &Style) -> Writ
     assert!(!path.contains('*'), "the contracts bind single segments only: {path}");
     for variable in &variables {
         let value = get_path(message, variable).expect("the case set every path variable");
-        path = path.replace(&format!("{{{}}}", variable.join(".")), &encode(&value, false));
+        let name = route.template.openapi_name(variable);
+        path = path.replace(&format!("{{{name}}}"), &encode(&value, false));
     }
     let Json::Object(mut object) = message_json(message) else {
         panic!("a message is a JSON object")

@@ -1,12 +1,13 @@
 //! The gRPC face of the auth service: requests are parsed into domain types
 //! here, permissions are checked here, and errors become statuses here.
-//! Handlers live with their section of the contract (`sessions`, `users`,
-//! `api_keys`, `service_accounts`, `keys`); this module holds the caller
-//! checks they share and the `AuthService` table that routes each RPC.
+//! Handlers live with their section of the contract (`sessions`, `google`,
+//! `users`, `api_keys`, `service_accounts`, `keys`); this module holds the
+//! caller checks they share and the `AuthService` table that routes each RPC.
 //! Application state and the operations the binary also runs are in
 //! [`crate::app`], which knows nothing of gRPC.
 
 mod api_keys;
+mod google;
 mod keys;
 mod service_accounts;
 mod sessions;

@@ -1,10 +1,12 @@
 //! The gRPC face of the benchmark service: requests are parsed into domain
 //! types here, permissions are checked here, and errors become statuses
 //! here. Handlers live with their section of the contract (`sources`,
-//! `slices`, `rankings`, `reporting`); this module holds the request
-//! parsers and peer lookups they share and the `BenchmarkService` table
-//! that routes each RPC. The computation is in [`crate::engine`].
+//! `slices`, `rankings`, `reporting`); the request checks they share are in
+//! `checks`; this module holds the peer lookups they share and the
+//! `BenchmarkService` table that routes each RPC. The computation is in
+//! [`crate::engine`].
 
+mod checks;
 mod rankings;
 mod reporting;
 mod slices;
@@ -13,12 +15,10 @@ mod sources;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use metrix_core::authn::{Principal, Role, Scope, principal};
-use metrix_core::error::{FieldViolation, Violations};
+use metrix_core::authn::Role;
+use metrix_core::error::Violations;
 use metrix_core::period::Period;
-use metrix_core::reference;
 use metrix_core::server::answer;
-use metrix_core::time::now_micros;
 use metrix_proto::benchmark::v1::benchmark_service_server::BenchmarkService;
 use metrix_proto::benchmark::v1::*;
 use tonic::{Request, Response, Status};
@@ -30,11 +30,8 @@ use crate::figures::{Origin, SliceFigures};
 use crate::peers::{CallerCredentials, CompanyInfo, MetricInfo};
 use crate::ranking::{self, MetricRank};
 use crate::store::{PublishedRow, SourceRow};
-use crate::{import, series};
 
 /// The most sources one GetBenchmark answers from.
-/// The most metrics one ranking covers.
-const MAX_RANKED_METRICS: usize = 50;
 const MAX_SOURCES: usize = 10;
 /// The most bootstrap resamples a request may ask for.
 const MAX_BOOTSTRAP_RESAMPLES: i32 = crate::settings::MAX_BOOTSTRAP_RESAMPLES as i32;
@@ -52,14 +49,6 @@ impl BenchmarkApi {
     pub fn new(engine: Arc<Engine>) -> Self {
         Self { engine }
     }
-}
-
-/// Any authenticated caller that may read its organisation's data: users of
-/// every role, and service tokens or API keys with the `read` scope.
-fn reader<T>(request: &Request<T>) -> Result<Principal, Status> {
-    let caller = principal(request)?;
-    caller.require_scope(Scope::Read)?;
-    Ok(caller.clone())
 }
 
 /// Where peer figures come from.
@@ -85,45 +74,6 @@ impl Source {
             Source::External(row) => &row.source_id,
         }
     }
-}
-
-fn metric_of(catalogue: &[MetricInfo], field: &str, id: &str) -> Result<MetricInfo, FieldViolation> {
-    let id = id.trim();
-    if id.is_empty() {
-        return Err(FieldViolation::new(field, "is required"));
-    }
-    catalogue
-        .iter()
-        .find(|metric| metric.id == id)
-        .cloned()
-        .ok_or_else(|| FieldViolation::new(field, format!("{id:?} is not a metric (see ListMetricDefinitions)")))
-}
-
-fn band_of(field: &str, id: &str) -> Result<String, FieldViolation> {
-    let id = id.trim();
-    if id.is_empty() {
-        return Err(FieldViolation::new(field, "is required"));
-    }
-    reference::revenue_band(id)
-        .map(|band| band.id.to_owned())
-        .ok_or_else(|| FieldViolation::new(field, format!("{id:?} is not a revenue band (see ListRevenueBands)")))
-}
-
-fn sector_of(field: &str, id: &str) -> Result<Option<String>, FieldViolation> {
-    let id = id.trim();
-    if id.is_empty() {
-        return Ok(None);
-    }
-    reference::sector(id)
-        .map(|sector| Some(sector.id.to_owned()))
-        .ok_or_else(|| FieldViolation::new(field, format!("{id:?} is not a sector (see ListSectors)")))
-}
-
-fn period_of(field: &str, text: &str) -> Result<Period, FieldViolation> {
-    if text.trim().is_empty() {
-        return Ok(series::last_ended_quarter(now_micros()));
-    }
-    import::parse_slice_period(text).map_err(|message| FieldViolation::new(field, message))
 }
 
 impl BenchmarkApi {
@@ -331,39 +281,6 @@ fn published(row: &PublishedRow, imported_at: i64) -> SliceFigures {
         p75: row.p75,
         p90: row.p90,
         ..SliceFigures::empty(Origin::Published, imported_at)
-    }
-}
-
-impl BenchmarkApi {}
-
-/// The metrics of a ranking request: each known, none twice, at most 50.
-fn metric_list(catalogue: &[MetricInfo], ids: &[String]) -> Result<Vec<MetricInfo>, FieldViolation> {
-    if ids.len() > MAX_RANKED_METRICS {
-        return Err(FieldViolation::new(
-            "metric_ids",
-            format!("must name at most {MAX_RANKED_METRICS} metrics"),
-        ));
-    }
-    let mut metrics: Vec<MetricInfo> = Vec::with_capacity(ids.len());
-    for (index, id) in ids.iter().enumerate() {
-        let metric = metric_of(catalogue, &format!("metric_ids[{index}]"), id)?;
-        if metrics.iter().any(|known| known.id == metric.id) {
-            return Err(FieldViolation::new(
-                format!("metric_ids[{index}]"),
-                "names a metric twice",
-            ));
-        }
-        metrics.push(metric);
-    }
-    metrics.sort_by(|left, right| left.id.cmp(&right.id));
-    Ok(metrics)
-}
-
-/// A status from a permission check, carried as a domain error.
-fn status_error(status: Status) -> BenchmarkError {
-    match status.code() {
-        tonic::Code::PermissionDenied => BenchmarkError::PermissionDenied("your role does not allow this"),
-        _ => BenchmarkError::Unauthenticated(status.message().to_owned()),
     }
 }
 

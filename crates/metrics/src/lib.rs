@@ -76,7 +76,8 @@ pub fn migrations() -> Migrations {
     }
 }
 
-/// Connects to the store at `database_url` and runs the migrations.
+/// Connects to the store at `database_url` and runs the migrations, SQL
+/// then data (`store::data_migrations`).
 pub async fn connect_and_migrate(database_url: &SecretString) -> Result<Database, StorageError> {
     let database = Database::connect(database_url.expose_secret()).await?;
     database.migrate(migrations()).await?;
@@ -84,7 +85,8 @@ pub async fn connect_and_migrate(database_url: &SecretString) -> Result<Database
     database
         .migrate(metrix_core::storage::work_stream::migrations())
         .await?;
-    MetricsStore::new(database.clone()).upgrade_activity().await?;
+    // Rewrites of stored data that SQL cannot express, each once per database.
+    MetricsStore::new(database.clone()).run_data_migrations().await?;
     Ok(database)
 }
 

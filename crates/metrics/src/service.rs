@@ -1,14 +1,17 @@
 //! The gRPC face of the metrics service: requests are parsed into domain
 //! types here, permissions are checked here, and errors become statuses
 //! here. Handlers live with their section of the contract (`companies`,
-//! `kpis`, `events`, `data_points`, `peers`; `tracking`, the Segment-
-//! compatible `TrackingService`); this module holds what they share and the
-//! `MetricsService` table that routes each RPC to its handler.
+//! `kpis`, `kpi_imports`, `events`, `dashboard`, `data_points`, `peers`;
+//! `tracking`, the Segment-compatible `TrackingService`); this module holds
+//! what they share and the `MetricsService` table that routes each RPC to its
+//! handler.
 //! Nothing below it (`app`, `store`, the domain modules) knows gRPC.
 
 mod companies;
+mod dashboard;
 mod data_points;
 mod events;
+mod kpi_imports;
 mod kpis;
 mod peers;
 mod tracking;

@@ -356,6 +356,7 @@ macro_rules! fetch_dynamic {
     }};
 }
 
+pub mod data_migrations;
 pub mod data_points;
 pub mod events;
 

@@ -129,8 +129,28 @@ impl PathTemplate {
         (literals, exact, self.verb.is_some())
     }
 
-    /// The template in OpenAPI's form: `/v1/companies/{company.company_id}`
-    /// with patterns dropped.
+    /// The name OpenAPI gives the variable bound to `field_path`: its last
+    /// field (`company_id` for `company.company_id`), or the whole path
+    /// joined by `_` when another variable of the template ends in the same
+    /// field. Not the dotted path: clients and fuzzers that fill a path
+    /// template by name (Python's `str.format`, for one) read a dot as an
+    /// attribute. The gateway binds variables by position, so the name is
+    /// the document's alone; `x-field-path` on the parameter says which
+    /// field it binds.
+    pub fn openapi_name(&self, field_path: &[String]) -> String {
+        let Some(last) = field_path.last() else {
+            return String::new();
+        };
+        let shared = self
+            .variables()
+            .iter()
+            .filter(|other| other.last() == Some(last))
+            .count();
+        if shared > 1 { field_path.join("_") } else { last.clone() }
+    }
+
+    /// The template in OpenAPI's form: `/v1/companies/{company_id}` for
+    /// `/v1/companies/{company.company_id}`, with patterns dropped.
     pub fn openapi_path(&self) -> String {
         let mut path = String::new();
         for segment in &self.segments {
@@ -141,7 +161,7 @@ impl PathTemplate {
                 Segment::Rest => path.push_str("**"),
                 Segment::Variable { field_path, .. } => {
                     path.push('{');
-                    path.push_str(&field_path.join("."));
+                    path.push_str(&self.openapi_name(field_path));
                     path.push('}');
                 }
             }
@@ -372,6 +392,16 @@ mod tests {
         let any = PathTemplate::parse("/v1/users/{user_id}").unwrap();
         assert!(me.specificity() > any.specificity());
         assert_eq!(any.openapi_path(), "/v1/users/{user_id}");
+        assert_eq!(
+            PathTemplate::parse("/v1/companies/{company.company_id}")
+                .unwrap()
+                .openapi_path(),
+            "/v1/companies/{company_id}"
+        );
+        assert_eq!(
+            PathTemplate::parse("/v1/{a.id}/{b.id}").unwrap().openapi_path(),
+            "/v1/{a_id}/{b_id}"
+        );
         assert_eq!(
             PathTemplate::parse("/v1/events:batch").unwrap().openapi_path(),
             "/v1/events:batch"

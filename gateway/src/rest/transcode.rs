@@ -5,6 +5,11 @@
 //!
 //! Path, query and body are first gathered into one JSON object and then
 //! read field by field, so every bad field is reported by name.
+//!
+//! Over 400 lines, about a third of them its tests: the strict body reader,
+//! the path and query bindings and the field reader share one notion of a
+//! field's path and JSON name, and the tests pin their agreement; split,
+//! each part would export its internals to the others.
 
 use std::cell::Cell;
 use std::collections::HashSet;
@@ -26,9 +31,10 @@ pub fn request_message(
     let input = route.method.input();
     let mut violations = Vec::new();
     let mut root = match &route.body {
+        // No body is the empty message; a body of `null` is not a message.
+        BodyRule::Whole if body.iter().all(u8::is_ascii_whitespace) => Map::new(),
         BodyRule::Whole => match parse_body(body, "")? {
             Json::Object(object) => object,
-            Json::Null => Map::new(),
             _ => return Err(vec![FieldViolation::new("body", "must be a JSON object")]),
         },
         BodyRule::Field(field) => {
@@ -341,8 +347,12 @@ fn scalar_json(field: &FieldDescriptor, text: &str) -> Json {
             "false" | "0" => Json::Bool(false),
             _ => Json::String(text.to_owned()),
         },
+        // An enum by number, as the body takes it (proto3 JSON reads both).
+        Kind::Enum(_) => text
+            .parse::<i32>()
+            .map_or_else(|_| Json::String(text.to_owned()), Json::from),
         // Everything else accepts a JSON string in proto3 JSON: numbers
-        // (64-bit ones as strings anyway), enums by name, bytes in base64,
+        // (64-bit ones as strings anyway), bytes in base64,
         // and the well-known types with a string form (Timestamp, Duration,
         // FieldMask, wrappers).
         _ => Json::String(text.to_owned()),

@@ -19,7 +19,7 @@ use crate::store::{Cursor, UserRow};
 
 use super::AuthApi;
 use super::api_keys::api_key_to_proto;
-use super::sessions::GOOGLE;
+use super::google::GOOGLE;
 
 /// How long an invitation is valid.
 const INVITATION_TTL: Duration = Duration::from_secs(7 * 24 * 3600);

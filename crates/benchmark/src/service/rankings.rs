@@ -12,10 +12,8 @@ use crate::error::BenchmarkError;
 use crate::peers::{CallerCredentials, MetricInfo};
 use crate::{convert, ranking};
 
-use super::{
-    BenchmarkApi, Comparison, MAX_RANKED_METRICS, SectorChoice, band_of, metric_list, metric_of, period_of, reader,
-    sector_of, slice_text, status_error,
-};
+use super::checks::{MAX_RANKED_METRICS, band_of, metric_list, metric_of, period_of, reader, sector_of, status_error};
+use super::{BenchmarkApi, Comparison, SectorChoice, slice_text};
 
 impl BenchmarkApi {
     pub(super) async fn rank_company(

@@ -19,8 +19,9 @@ use crate::ranking;
 use crate::reports::{self, ReportBody, ReportHeading};
 use crate::store::ReportRow;
 
+use super::checks::{period_of, reader, status_error};
 use super::sources::static_page;
-use super::{BenchmarkApi, Comparison, SectorChoice, period_of, reader, status_error};
+use super::{BenchmarkApi, Comparison, SectorChoice};
 
 /// How long a report's idempotency key holds, in microseconds.
 const REPORT_REQUEST_WINDOW: i64 = 24 * 3_600 * 1_000_000;

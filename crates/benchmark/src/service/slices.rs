@@ -15,10 +15,8 @@ use crate::error::BenchmarkError;
 use crate::figures::{Bootstrap, Origin, SliceFigures};
 use crate::{convert, series, stats};
 
-use super::{
-    BenchmarkApi, MAX_BOOTSTRAP_RESAMPLES, MAX_SOURCES, Source, band_of, metric_of, period_of, published, reader,
-    sector_of, slice_text, status_error,
-};
+use super::checks::{band_of, metric_of, period_of, reader, sector_of, status_error};
+use super::{BenchmarkApi, MAX_BOOTSTRAP_RESAMPLES, MAX_SOURCES, Source, published, slice_text};
 
 /// Bootstrap resamples of each period of a time series (one interval per
 /// period; fewer than a single slice's default keeps long series quick).

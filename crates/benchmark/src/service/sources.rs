@@ -12,7 +12,8 @@ use crate::error::BenchmarkError;
 use crate::store::SourceCursor;
 use crate::{convert, import};
 
-use super::{BenchmarkApi, IMPORTERS, reader, status_error};
+use super::checks::{reader, status_error};
+use super::{BenchmarkApi, IMPORTERS};
 
 /// Where the next page of a static list starts: after this position.
 #[derive(Serialize, Deserialize)]

@@ -677,6 +677,47 @@ fn retired_sketches(
         .collect()
 }
 
+/// Folds the retired `user_activity` table (users per hour and day) into
+/// `user_sketches`, with minute sketches built from the raw events still
+/// kept, and drops it, in the caller's transaction (PostgreSQL); nothing to
+/// do once it is gone. The data migration
+/// [`FOLD_USER_ACTIVITY`](super::data_migrations::FOLD_USER_ACTIVITY).
+pub(super) async fn fold_retired_activity_postgres(connection: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass('user_activity') IS NOT NULL")
+        .fetch_one(&mut *connection)
+        .await?;
+    if exists {
+        let rows = sqlx::query_as(RETIRED_ACTIVITY).fetch_all(&mut *connection).await?;
+        for (organization_id, activity) in retired_sketches(rows) {
+            merge_sketches_postgres(connection, &organization_id, &activity).await?;
+        }
+        sqlx::query("DROP TABLE user_activity")
+            .execute(&mut *connection)
+            .await?;
+    }
+    Ok(())
+}
+
+/// [`fold_retired_activity_postgres`] for SQLite, in the caller's write
+/// transaction.
+pub(super) async fn fold_retired_activity_sqlite(connection: &mut sqlx::SqliteConnection) -> Result<(), sqlx::Error> {
+    let exists: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'user_activity')",
+    )
+    .fetch_one(&mut *connection)
+    .await?;
+    if exists {
+        let rows = sqlx::query_as(RETIRED_ACTIVITY).fetch_all(&mut *connection).await?;
+        for (organization_id, activity) in retired_sketches(rows) {
+            merge_sketches_portable(connection, &organization_id, &activity).await?;
+        }
+        sqlx::query("DROP TABLE user_activity")
+            .execute(&mut *connection)
+            .await?;
+    }
+    Ok(())
+}
+
 impl MetricsStore {
     /// Stores the events that are new and updates the rollups with them, in
     /// one transaction; returns the ids that were new. Events already stored
@@ -858,52 +899,6 @@ impl MetricsStore {
             .collect::<Result<_, _>>()
             .map_err(malformed)?;
         Ok(sketches)
-    }
-
-    /// Folds the retired `user_activity` table (users per hour and day) into
-    /// `user_sketches`, with minute sketches built from the raw events still
-    /// kept, and drops it, all in one transaction; nothing to do once it is
-    /// gone. Instances starting together take turns.
-    pub async fn upgrade_activity(&self) -> Result<(), sqlx::Error> {
-        match &self.database {
-            Database::Postgres(pool) => {
-                let mut transaction = pool.begin().await?;
-                sqlx::query("SELECT pg_advisory_xact_lock(hashtext('metrix.metrics.user_activity'))")
-                    .execute(&mut *transaction)
-                    .await?;
-                let exists: bool = sqlx::query_scalar("SELECT to_regclass('user_activity') IS NOT NULL")
-                    .fetch_one(&mut *transaction)
-                    .await?;
-                if exists {
-                    let rows = sqlx::query_as(RETIRED_ACTIVITY).fetch_all(&mut *transaction).await?;
-                    for (organization_id, activity) in retired_sketches(rows) {
-                        merge_sketches_postgres(&mut transaction, &organization_id, &activity).await?;
-                    }
-                    sqlx::query("DROP TABLE user_activity")
-                        .execute(&mut *transaction)
-                        .await?;
-                }
-                transaction.commit().await
-            }
-            Database::Sqlite(pool) => {
-                let mut transaction = pool.begin_write().await?;
-                let exists: bool = sqlx::query_scalar(
-                    "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'user_activity')",
-                )
-                .fetch_one(&mut *transaction)
-                .await?;
-                if exists {
-                    let rows = sqlx::query_as(RETIRED_ACTIVITY).fetch_all(&mut *transaction).await?;
-                    for (organization_id, activity) in retired_sketches(rows) {
-                        merge_sketches_portable(&mut transaction, &organization_id, &activity).await?;
-                    }
-                    sqlx::query("DROP TABLE user_activity")
-                        .execute(&mut *transaction)
-                        .await?;
-                }
-                transaction.commit().await
-            }
-        }
     }
 
     /// Deletes up to `limit` raw events that happened before `cutoff`

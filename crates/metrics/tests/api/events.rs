@@ -501,6 +501,12 @@ async fn retired_activity_rows_become_sketches(backend: Backend) {
     let test_database = backend.database().await;
     let url = secrecy::SecretString::from(test_database.url());
     let database = metrix_metrics::connect_and_migrate(&url).await.expect("migrated");
+    // A store whose data migration has not run yet.
+    metrix_core::with_pool!(&database, pool => sqlx::query("DELETE FROM _metrics_data_migrations")
+        .execute(pool)
+        .await
+        .map(|_| ()))
+    .expect("the record removed");
     let store = MetricsStore::new(database.clone());
     let now = now_micros();
     let arrival = Arrival {
@@ -555,6 +561,73 @@ async fn retired_activity_rows_become_sketches(backend: Backend) {
         .await
         .map(|_| ()));
     assert!(retired.is_err(), "user_activity is dropped");
+}
+
+/// The fold of `user_activity` is a data migration: it runs once per
+/// database and is recorded, and a later start neither runs it again nor
+/// looks at the data.
+async fn data_migrations_run_once_per_database(backend: Backend) {
+    use metrix_metrics::store::MetricsStore;
+    use metrix_metrics::store::data_migrations::FOLD_USER_ACTIVITY;
+    use metrix_metrics::store::events::bucket_start;
+
+    let test_database = backend.database().await;
+    let url = secrecy::SecretString::from(test_database.url());
+    let database = metrix_metrics::connect_and_migrate(&url).await.expect("migrated");
+    let recorded: Vec<String> = metrix_core::with_pool!(&database, pool => sqlx::query_scalar(
+        "SELECT name FROM _metrics_data_migrations ORDER BY name"
+    )
+    .fetch_all(pool)
+    .await)
+    .expect("records read");
+    assert_eq!(
+        recorded,
+        [FOLD_USER_ACTIVITY],
+        "the first start records the data migration"
+    );
+
+    // A table of the retired shape appearing after the migration ran is not
+    // folded by later starts: they skip the recorded migration.
+    let hour = bucket_start(now_micros(), 3_600);
+    metrix_core::with_pool!(&database, pool => async {
+        sqlx::query(
+            "CREATE TABLE user_activity (organization_id TEXT NOT NULL, app_id TEXT NOT NULL, \
+             width_seconds INTEGER NOT NULL, bucket_start BIGINT NOT NULL, user_id TEXT NOT NULL)",
+        )
+        .execute(pool)
+        .await?;
+        sqlx::query("INSERT INTO user_activity VALUES ('org-1', 'web', 3600, $1, 'user-1')")
+            .bind(hour)
+            .execute(pool)
+            .await?;
+        Ok::<_, sqlx::Error>(())
+    }.await)
+    .expect("the retired table written");
+    metrix_metrics::connect_and_migrate(&url).await.expect("started again");
+    let store = MetricsStore::new(database.clone());
+    assert!(
+        store.run_data_migrations().await.expect("checked").is_empty(),
+        "nothing left to run"
+    );
+    let left: i64 = metrix_core::with_pool!(&database, pool => sqlx::query_scalar(
+        "SELECT COUNT(*) FROM user_activity"
+    )
+    .fetch_one(pool)
+    .await)
+    .expect("the table is still there");
+    assert_eq!(left, 1, "the second start did not fold the table");
+    let sketches = store
+        .activity_sketches("org-1", "web", 3_600, hour, hour + 1)
+        .await
+        .expect("sketches read");
+    assert!(sketches.is_empty(), "no sketch was written");
+    let recorded: i64 = metrix_core::with_pool!(&database, pool => sqlx::query_scalar(
+        "SELECT COUNT(*) FROM _metrics_data_migrations"
+    )
+    .fetch_one(pool)
+    .await)
+    .expect("records counted");
+    assert_eq!(recorded, 1, "recorded once");
 }
 
 /// Text with every character the storage paths treat specially comes back
@@ -632,6 +705,7 @@ both_backends!(
     awkward_text_is_stored_exactly,
     concurrent_batches_with_the_same_ids_store_each_event_once,
     retired_activity_rows_become_sketches,
+    data_migrations_run_once_per_database,
     queued_events_are_stored_once_by_the_writers,
     batches_report_each_event_and_never_store_one_twice,
     events_are_read_back_newest_first_with_skew_corrected,
