@@ -240,7 +240,6 @@ impl FieldRules {
     }
 }
 
-
 /// `message` and every message type below it (well-known types aside).
 fn collect_messages(message: &MessageDescriptor, found: &mut HashSet<String>) {
     if is_well_known(message) || !found.insert(message.full_name().to_owned()) {

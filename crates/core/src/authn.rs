@@ -201,8 +201,9 @@ impl Authenticator {
                 return (self.verify_api_key(&key).await, None);
             }
             let Some(token) = value.to_str().ok().and_then(bearer_token) else {
-                let refusal =
-                    Status::unauthenticated("authorization must be `Bearer <token>`, or `Basic` with an API key as user name");
+                let refusal = Status::unauthenticated(
+                    "authorization must be `Bearer <token>`, or `Basic` with an API key as user name",
+                );
                 return (Authentication::Refused(refusal), None);
             };
             return match self.tokens.verify_token(token).await {
@@ -299,9 +300,18 @@ mod tests {
     fn basic_credentials_name_their_user() {
         use base64::Engine as _;
         let encode = |text: &str| base64::engine::general_purpose::STANDARD.encode(text);
-        assert_eq!(basic_user(&format!("Basic {}", encode("mx_key:"))).as_deref(), Some("mx_key"));
-        assert_eq!(basic_user(&format!("basic {}", encode("mx_key:ignored"))).as_deref(), Some("mx_key"));
-        assert_eq!(basic_user(&format!("Basic {}", encode("mx_key"))).as_deref(), Some("mx_key"));
+        assert_eq!(
+            basic_user(&format!("Basic {}", encode("mx_key:"))).as_deref(),
+            Some("mx_key")
+        );
+        assert_eq!(
+            basic_user(&format!("basic {}", encode("mx_key:ignored"))).as_deref(),
+            Some("mx_key")
+        );
+        assert_eq!(
+            basic_user(&format!("Basic {}", encode("mx_key"))).as_deref(),
+            Some("mx_key")
+        );
         assert_eq!(basic_user(&format!("Basic {}", encode(":password"))), None);
         assert_eq!(basic_user("Basic not-base64!"), None);
         assert_eq!(basic_user("Bearer abc"), None);

@@ -100,7 +100,10 @@ pub fn message_event(
             let reason = if message.r#type.trim().is_empty() {
                 "is required in a batch: track, page, screen, identify, group or alias".to_owned()
             } else {
-                format!("{:?} is not one of track, page, screen, identify, group, alias", message.r#type)
+                format!(
+                    "{:?} is not one of track, page, screen, identify, group, alias",
+                    message.r#type
+                )
             };
             return Err(vec![FieldViolation::new("type", reason)]);
         }
@@ -131,11 +134,21 @@ pub fn message_event(
             message.name.trim().to_owned()
         }
         Call::Identify => {
-            insert_struct(&mut extra, "traits", message.traits.as_ref());
+            // RudderStack's SDKs send a user's traits in `context.traits`,
+            // which the spec also allows; the message's own win.
+            let mut traits = context_traits(defaults.context.as_ref(), message.context.as_ref());
+            if let Some(Json::Object(own)) = message.traits.as_ref().map(struct_to_json) {
+                traits.extend(own);
+            }
+            if !traits.is_empty() {
+                extra.insert("traits".to_owned(), Json::Object(traits));
+            }
             String::new()
         }
         Call::Group => {
-            let group_id = violations.check(identifier("groupId", message.group_id.as_ref())).unwrap_or_default();
+            let group_id = violations
+                .check(identifier("groupId", message.group_id.as_ref()))
+                .unwrap_or_default();
             if group_id.is_empty() {
                 violations.add("groupId", "is required for group");
             }
@@ -144,8 +157,9 @@ pub fn message_event(
             group_id
         }
         Call::Alias => {
-            let previous_id =
-                violations.check(identifier("previousId", message.previous_id.as_ref())).unwrap_or_default();
+            let previous_id = violations
+                .check(identifier("previousId", message.previous_id.as_ref()))
+                .unwrap_or_default();
             if previous_id.is_empty() {
                 violations.add("previousId", "is required for alias");
             }
@@ -174,7 +188,9 @@ pub fn message_event(
     } else {
         violations.check(time("sentAt", &message.sent_at))
     };
-    let event_id = violations.check(identifier("messageId", message.message_id.as_ref())).map(|id| event_id_of(&id));
+    let event_id = violations
+        .check(identifier("messageId", message.message_id.as_ref()))
+        .map(|id| event_id_of(&id));
     violations.finish()?;
     let event = Event {
         event_id: event_id.unwrap_or_default(),
@@ -194,6 +210,14 @@ pub fn message_event(
 fn insert_struct(object: &mut Map<String, Json>, key: &str, value: Option<&prost_types::Struct>) {
     if let Some(value) = value {
         object.insert(key.to_owned(), struct_to_json(value));
+    }
+}
+
+/// The user traits a context carries (`context.traits`).
+fn context_traits(batch: Option<&prost_types::Struct>, message: Option<&prost_types::Struct>) -> Map<String, Json> {
+    match merged_context(batch, message).remove("traits") {
+        Some(Json::Object(traits)) => traits,
+        _ => Map::new(),
     }
 }
 
@@ -224,11 +248,13 @@ fn identifier(field: &str, value: Option<&prost_types::Value>) -> Result<String,
     match value.and_then(|value| value.kind.as_ref()) {
         None | Some(Kind::NullValue(_)) => Ok(String::new()),
         Some(Kind::StringValue(text)) => Ok(text.trim().to_owned()),
-        Some(Kind::NumberValue(number)) if number.is_finite() => Ok(if number.fract() == 0.0 && number.abs() < 9.0e15 {
-            format!("{}", *number as i64)
-        } else {
-            number.to_string()
-        }),
+        Some(Kind::NumberValue(number)) if number.is_finite() => {
+            Ok(if number.fract() == 0.0 && number.abs() < 9.0e15 {
+                format!("{}", *number as i64)
+            } else {
+                number.to_string()
+            })
+        }
         Some(_) => Err(FieldViolation::new(field, "must be a string or a number")),
     }
 }
@@ -241,7 +267,10 @@ fn time(field: &str, text: &str) -> Result<Option<prost_types::Timestamp>, Field
         return Ok(None);
     }
     text.parse::<prost_types::Timestamp>().map(Some).map_err(|_| {
-        FieldViolation::new(field, "must be an ISO 8601 time with a time zone, such as 2026-12-05T10:15:00.123Z")
+        FieldViolation::new(
+            field,
+            "must be an ISO 8601 time with a time zone, such as 2026-12-05T10:15:00.123Z",
+        )
     })
 }
 

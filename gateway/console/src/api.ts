@@ -90,8 +90,10 @@ export function renew(): Promise<boolean> {
       return true;
     })
     .catch((error: unknown) => {
-      // A network failure keeps the session for the next attempt; a refusal ends it.
-      const refused = error instanceof ConnectError && error.code !== Code.Unavailable;
+      // A refusal of the token ends the session; anything else (the platform
+      // unreachable, a rate limit) keeps it for the next attempt.
+      const refused =
+        error instanceof ConnectError && [Code.Unauthenticated, Code.InvalidArgument, Code.NotFound, Code.PermissionDenied].includes(error.code);
       if (refused) forget();
       else renewTimer = window.setTimeout(() => void renew(), 10_000);
       return false;

@@ -50,7 +50,11 @@ impl TrackingApi {
         authorize(request, &READERS, &[Scope::EventsWrite]).cloned()
     }
 
-    async fn single(&self, mut request: Request<TrackingMessage>, call: Call) -> Result<TrackingResponse, MetricsError> {
+    async fn single(
+        &self,
+        mut request: Request<TrackingMessage>,
+        call: Call,
+    ) -> Result<TrackingResponse, MetricsError> {
         let write_key = request.get_ref().write_key.clone();
         let caller = self.caller(&mut request, &write_key).await?;
         let arrival = self.events.arrival(&request);
@@ -93,9 +97,10 @@ impl TrackingApi {
                 violations.add(place, format!("a message may hold at most {MAX_MESSAGE_BYTES} bytes"));
                 continue;
             }
-            if let Some(event) =
-                violations.check_all(metrix_core::error::within(&place, message_event(message, None, &defaults, &arrival)))
-            {
+            if let Some(event) = violations.check_all(metrix_core::error::within(
+                &place,
+                message_event(message, None, &defaults, &arrival),
+            )) {
                 events.push(event);
             }
         }
