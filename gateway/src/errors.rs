@@ -7,7 +7,7 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use metrix_core::error::{ErrorKind, FieldViolation};
 use prost::Message as _;
-use prost_reflect::{DescriptorPool, DynamicMessage};
+use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor};
 use serde_json::{Map, Value as Json};
 use tonic::{Code, Status};
 
@@ -94,6 +94,70 @@ fn retry_after_seconds(status: &Status) -> Option<u64> {
     Some(delay.as_secs() + u64::from(delay.subsec_nanos() > 0))
 }
 
+/// An upstream's status as a REST client reads it: the fields its
+/// violations name are spelt with the JSON names of `input` (the request
+/// message), as the client sent them — `filter.time_range` becomes
+/// `filter.timeRange`, `kpi_values[3].period` `kpiValues[3].period`. gRPC
+/// clients get the proto names; a part that names no field (`body`, a map
+/// key) is kept as it is.
+pub fn with_json_names(status: Status, input: &MessageDescriptor) -> Status {
+    use tonic_types::StatusExt as _;
+    if status.code() != Code::InvalidArgument {
+        return status;
+    }
+    let mut details = status.get_error_details();
+    let Some(mut violations) = details
+        .bad_request()
+        .map(|bad_request| bad_request.field_violations.clone())
+    else {
+        return status;
+    };
+    let mut message = status.message().to_owned();
+    let mut renamed = false;
+    for violation in &mut violations {
+        let json = json_path(input, &violation.field);
+        if json != violation.field {
+            message = message.replacen(&violation.field, &json, 1);
+            violation.field = json;
+            renamed = true;
+        }
+    }
+    if !renamed {
+        return status;
+    }
+    details.set_bad_request(violations);
+    Status::with_error_details(status.code(), message, details)
+}
+
+/// `path` (proto names, dots, `[index]` or `[key]`) with each field's JSON name.
+fn json_path(input: &MessageDescriptor, path: &str) -> String {
+    let mut message = Some(input.clone());
+    let mut parts = Vec::new();
+    for part in path.split('.') {
+        let (name, subscript) = part.split_once('[').map_or((part, ""), |(name, rest)| (name, rest));
+        let field = message.as_ref().and_then(|message| message.get_field_by_name(name));
+        let Some(field) = field else {
+            message = None;
+            parts.push(part.to_owned());
+            continue;
+        };
+        parts.push(if subscript.is_empty() {
+            field.json_name().to_owned()
+        } else {
+            format!("{}[{subscript}", field.json_name())
+        });
+        message = match field.kind() {
+            prost_reflect::Kind::Message(nested) if field.is_map() => match nested.map_entry_value_field().kind() {
+                prost_reflect::Kind::Message(value) => Some(value),
+                _ => None,
+            },
+            prost_reflect::Kind::Message(nested) => Some(nested),
+            _ => None,
+        };
+    }
+    parts.join(".")
+}
+
 /// A 400 naming the bad fields, before any upstream is called.
 pub fn invalid_request(violations: Vec<FieldViolation>, pool: &DescriptorPool) -> Response {
     status_response(&metrix_core::error::invalid_argument(violations), pool)
@@ -109,6 +173,37 @@ mod tests {
 
     fn pool() -> DescriptorPool {
         DescriptorPool::decode(metrix_proto::FILE_DESCRIPTOR_SET).expect("descriptors")
+    }
+
+    #[test]
+    fn rest_answers_name_fields_by_their_json_names() {
+        let pool = pool();
+        let input = |name: &str| pool.get_message_by_name(name).expect("a request message");
+        let events = input("metrix.metrics.v1.ListEventsRequest");
+        assert_eq!(json_path(&events, "filter.time_range"), "filter.timeRange");
+        assert_eq!(json_path(&events, "page_token"), "pageToken");
+        assert_eq!(json_path(&events, "body"), "body");
+        let record = input("metrix.metrics.v1.RecordKpisRequest");
+        assert_eq!(json_path(&record, "kpi_values[3].period"), "kpiValues[3].period");
+        let calculate = input("metrix.metrics.v1.CalculateKpiRequest");
+        assert_eq!(json_path(&calculate, "inputs[gross_margin]"), "inputs[gross_margin]");
+
+        let status = metrix_core::error::invalid_argument(vec![FieldViolation::new(
+            "filter.time_range",
+            "must start before it ends",
+        )]);
+        let renamed = with_json_names(status, &events);
+        assert_eq!(renamed.code(), Code::InvalidArgument);
+        assert!(renamed.message().contains("filter.timeRange"), "{}", renamed.message());
+        let details = renamed.get_error_details();
+        let fields: Vec<&str> = details
+            .bad_request()
+            .expect("a BadRequest")
+            .field_violations
+            .iter()
+            .map(|violation| violation.field.as_str())
+            .collect();
+        assert_eq!(fields, ["filter.timeRange"]);
     }
 
     fn retry_after(response: &Response) -> Option<&str> {

@@ -236,6 +236,12 @@ impl GatewayServer {
             delay: drain_delay,
             grace,
         };
+        spawn_upstream_health(
+            edge.clone(),
+            drain.health.clone(),
+            served_services.clone(),
+            shutdown.clone(),
+        );
         let server = RunningServer::serve("gateway", listener, router, shutdown, drain).await;
         tracing::info!(address = %server.local_addr(), ?upstreams, "gateway serving rest, grpc-web and grpc");
         Ok(Self { server })
@@ -273,6 +279,58 @@ async fn dispatch(edge: Arc<Edge>, request: Request) -> Response {
         Protocol::Grpc | Protocol::GrpcWeb => grpc::proxy(edge, request).await,
         Protocol::Rest => rest::handler::handle(edge, request).await,
     }
+}
+
+/// How often the gateway asks its upstreams how each routed service is.
+const UPSTREAM_HEALTH_INTERVAL: Duration = Duration::from_secs(2);
+
+/// The gateway's `grpc.health.v1` answers for every service it routes with
+/// that service's own health at its upstream (NOT_SERVING while it cannot be
+/// reached), checked every two seconds, so a client or load balancer asking
+/// the gateway about `metrix.metrics.v1.MetricsService` learns whether it
+/// would be served. Stops on shutdown, when the drain reports NOT_SERVING.
+fn spawn_upstream_health(
+    edge: Arc<Edge>,
+    health: tonic_health::server::HealthReporter,
+    services: Vec<String>,
+    shutdown: Shutdown,
+) {
+    use tonic_health::ServingStatus;
+    tokio::spawn(async move {
+        let stopped = shutdown.triggered();
+        tokio::pin!(stopped);
+        let mut tick = tokio::time::interval(UPSTREAM_HEALTH_INTERVAL);
+        loop {
+            tokio::select! {
+                () = &mut stopped => break,
+                _ = tick.tick() => {}
+            }
+            for service in &services {
+                let serving = match edge.upstreams.for_service(service) {
+                    Some((_, channel)) => {
+                        let mut client = HealthClient::new(channel);
+                        let request = HealthCheckRequest {
+                            service: service.clone(),
+                        };
+                        matches!(
+                            tokio::time::timeout(Duration::from_secs(2), client.check(request)).await,
+                            Ok(Ok(answer)) if answer.get_ref().status() == tonic_health::pb::health_check_response::ServingStatus::Serving
+                        )
+                    }
+                    None => false,
+                };
+                let status = if serving {
+                    ServingStatus::Serving
+                } else {
+                    ServingStatus::NotServing
+                };
+                health.set_service_status(service, status).await;
+            }
+        }
+        for service in &services {
+            health.set_service_status(service, ServingStatus::NotServing).await;
+        }
+    });
 }
 
 /// Ready when every upstream reports SERVING through grpc.health.v1.

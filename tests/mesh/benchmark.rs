@@ -109,7 +109,7 @@ async fn peers_from_metrics_are_benchmarked_ranked_and_reported_through_the_edge
     )
     .await;
     assert_eq!(status, 400, "{refused}");
-    assert_eq!(refused["details"][0]["fieldViolations"][0]["field"], "revenue_band_id");
+    assert_eq!(refused["details"][0]["fieldViolations"][0]["field"], "revenueBandId");
 
     // Native gRPC through the gateway: the founder's company against its
     // seven peers (its own organisation excluded).

@@ -23,6 +23,54 @@ use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionCli
 use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
 use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
 
+/// The gateway answers `grpc.health.v1` for every service it routes with
+/// that service's health at its upstream, as grpcurl and load balancers ask.
+#[tokio::test]
+async fn the_gateway_reports_the_health_of_the_services_it_routes() {
+    let mesh = Mesh::start().await;
+    let channel = tonic::transport::Endpoint::from_shared(mesh.gateway_url())
+        .expect("a url")
+        .connect()
+        .await
+        .expect("connects");
+    let mut health = HealthClient::new(channel);
+    for service in [
+        "metrix.auth.v1.AuthService",
+        "metrix.metrics.v1.MetricsService",
+        "metrix.metrics.v1.TrackingService",
+        "metrix.benchmark.v1.BenchmarkService",
+    ] {
+        // The first check runs as the gateway starts; allow it a few rounds.
+        let mut last = None;
+        for _ in 0..50 {
+            let answer = health
+                .check(HealthCheckRequest {
+                    service: service.into(),
+                })
+                .await;
+            if let Ok(answer) = &answer
+                && answer.get_ref().status() == ServingStatus::Serving
+            {
+                last = None;
+                break;
+            }
+            last = Some(format!("{answer:?}"));
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert!(
+            last.is_none(),
+            "{service} never reported SERVING through the gateway: {last:?}"
+        );
+    }
+    let unknown = health
+        .check(HealthCheckRequest {
+            service: "metrix.nothing.v1.Nothing".into(),
+        })
+        .await
+        .expect_err("an unknown service");
+    assert_eq!(unknown.code(), tonic::Code::NotFound);
+}
+
 #[tokio::test]
 async fn every_service_reports_serving_and_lists_itself_through_reflection() {
     let mesh = Mesh::start().await;

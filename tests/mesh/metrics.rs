@@ -64,7 +64,8 @@ async fn kpis_recorded_over_rest_with_an_api_key_read_back_over_grpc_web_and_grp
     assert_eq!(status, 400, "{refused}");
     assert_eq!(
         refused["details"][0]["fieldViolations"][0]["field"],
-        "kpi_values[1].period"
+        "kpiValues[1].period",
+        "REST answers name fields as REST clients send them"
     );
 
     let (status, recorded) = send(

@@ -236,6 +236,19 @@ impl<'inputs> InputReader<'inputs> {
             self.violations.push(FieldViolation::new(field, description));
             return None;
         }
+        // A percentage between 0 and 1 is almost always a fraction sent
+        // where the 0–100 scale is meant (0.8 for 80 %), which would make
+        // the result a hundred times off; it is refused, naming the scale.
+        if input.unit == MetricUnit::Percent && value > 0.0 && value < 1.0 {
+            let percent = (value * 100.0 * 1e6).round() / 1e6;
+            self.violations.push(FieldViolation::new(
+                field,
+                format!(
+                    "is {value}, which reads as a fraction: this input is a percentage on the 0–100 scale (send {percent} for {percent} %)"
+                ),
+            ));
+            return None;
+        }
         self.components.push(Component {
             name: name.to_owned(),
             value,
@@ -667,6 +680,23 @@ mod tests {
         let gross_profit = component(&calculation, "monthly_gross_profit_per_account");
         assert_eq!(gross_profit.value, 800.0);
         assert!(gross_profit.derived);
+    }
+
+    #[test]
+    fn a_percentage_sent_as_a_fraction_is_refused_naming_the_scale() {
+        let inputs = [("cac", 12_000.0), ("monthly_arpa", 1_000.0), ("gross_margin", 0.8)]
+            .into_iter()
+            .map(|(name, value)| (name.to_owned(), value))
+            .collect();
+        let problems = calculate("cac_payback_months", &inputs)
+            .expect_err("0.8 is a fraction, not a percentage")
+            .into_field_violations();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].field, "inputs[gross_margin]");
+        assert!(
+            problems[0].description.contains("0–100 scale (send 80 for 80 %)"),
+            "{problems:?}"
+        );
     }
 
     #[test]

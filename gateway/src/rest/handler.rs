@@ -21,7 +21,7 @@ use super::routes::{Route, RouteMatch};
 use super::{encoding, transcode};
 use crate::Edge;
 use crate::edge::{Protocol, read_body, too_large};
-use crate::errors::{invalid_request, status_json, status_response};
+use crate::errors::{invalid_request, status_json, status_response, with_json_names};
 use crate::grpc::RawCodec;
 
 /// Headers passed upstream as gRPC metadata.
@@ -102,7 +102,7 @@ pub async fn handle(edge: Arc<Edge>, request: Request) -> Response {
                 streamed_file(edge.clone(), route.clone(), response.into_inner()).await
             }
             Ok(response) => stream_response(edge.clone(), route.clone(), response.into_inner(), event_stream),
-            Err(status) => status_response(&status, &edge.pool),
+            Err(status) => status_response(&with_json_names(status, &route.method.input()), &edge.pool),
         };
     }
     grpc_request.set_timeout(timeout);
@@ -120,7 +120,7 @@ pub async fn handle(edge: Arc<Edge>, request: Request) -> Response {
         Ok(Err(status)) if status.code() == tonic::Code::Cancelled && started.elapsed() >= timeout => {
             deadline_exceeded()
         }
-        Ok(Err(status)) => status_response(&status, &edge.pool),
+        Ok(Err(status)) => status_response(&with_json_names(status, &route.method.input()), &edge.pool),
         Ok(Ok(response)) => match DynamicMessage::decode(route.method.output(), response.into_inner()) {
             Ok(message) => match file_download(&message) {
                 Some(file) => file,
@@ -231,7 +231,7 @@ async fn streamed_file(edge: Arc<Edge>, route: Route, mut stream: tonic::Streami
     };
     let (content_type, filename, data) = match first {
         Ok(first) => first,
-        Err(status) => return status_response(&status, &edge.pool),
+        Err(status) => return status_response(&with_json_names(status, &route.method.input()), &edge.pool),
     };
     let rest = stream.map(move |item| {
         item.and_then(&decode)
