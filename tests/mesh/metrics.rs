@@ -63,8 +63,7 @@ async fn kpis_recorded_over_rest_with_an_api_key_read_back_over_grpc_web_and_grp
     .await;
     assert_eq!(status, 400, "{refused}");
     assert_eq!(
-        refused["details"][0]["fieldViolations"][0]["field"],
-        "kpiValues[1].period",
+        refused["details"][0]["fieldViolations"][0]["field"], "kpiValues[1].period",
         "REST answers name fields as REST clients send them"
     );
 

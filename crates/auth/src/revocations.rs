@@ -271,15 +271,9 @@ fn revocation_of(row: &RevocationRow) -> Option<Revocation> {
 
 /// Deletes expired revocations now and every ten minutes, until `shutdown`.
 pub fn spawn_cleanup(store: AuthStore, shutdown: Shutdown) {
-    tokio::spawn(async move {
-        let mut timer = tokio::time::interval(CLEANUP_INTERVAL);
-        let stopped = shutdown.triggered();
-        tokio::pin!(stopped);
-        loop {
-            tokio::select! {
-                () = &mut stopped => break,
-                _ = timer.tick() => {}
-            }
+    shutdown.every(CLEANUP_INTERVAL, move || {
+        let store = store.clone();
+        async move {
             match store.delete_expired_revocations(now_micros()).await {
                 Ok(0) => {}
                 Ok(deleted) => tracing::debug!(deleted, "expired revocations deleted"),

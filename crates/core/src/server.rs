@@ -95,6 +95,30 @@ impl Shutdown {
         *self.sender.borrow()
     }
 
+    /// Runs `work` at once and then every `period` on a task of its own,
+    /// until the drain starts; a round that overruns delays the next rather
+    /// than bunching them. For the housekeeping every service does
+    /// (retention sweeps, queue maintenance, expired revocations).
+    pub fn every<F, Fut>(&self, period: Duration, mut work: F) -> tokio::task::JoinHandle<()>
+    where
+        F: FnMut() -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send,
+    {
+        let stopped = self.triggered();
+        tokio::spawn(async move {
+            let mut timer = tokio::time::interval(period);
+            timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tokio::pin!(stopped);
+            loop {
+                tokio::select! {
+                    () = &mut stopped => break,
+                    _ = timer.tick() => {}
+                }
+                work().await;
+            }
+        })
+    }
+
     /// Completes when the drain starts.
     pub fn triggered(&self) -> impl Future<Output = ()> + Send + 'static {
         let mut receiver = self.sender.subscribe();

@@ -369,16 +369,9 @@ fn spawn_writer(
 /// Trims the stream of acknowledged entries and publishes its depth, lag
 /// and dead letters as gauges, every second until `shutdown`.
 fn spawn_maintenance(work_streams: Arc<dyn WorkStream>, shutdown: Shutdown) {
-    tokio::spawn(async move {
-        let mut timer = tokio::time::interval(MAINTAIN_EVERY);
-        timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let stopped = shutdown.triggered();
-        tokio::pin!(stopped);
-        loop {
-            tokio::select! {
-                () = &mut stopped => break,
-                _ = timer.tick() => {}
-            }
+    shutdown.every(MAINTAIN_EVERY, move || {
+        let work_streams = work_streams.clone();
+        async move {
             match work_streams.maintain(INGEST_STREAM).await {
                 Ok(stats) => {
                     metrics::gauge!("metrix_ingest_queue_depth").set(stats.depth as f64);

@@ -121,15 +121,9 @@ const RETENTION_BATCH: i64 = 10_000;
 /// Deletes raw events older than the retention period, now and every ten
 /// minutes, until `shutdown`; the rollups stay.
 fn spawn_retention(state: Arc<MetricsState>, shutdown: Shutdown) {
-    tokio::spawn(async move {
-        let mut timer = tokio::time::interval(RETENTION_INTERVAL);
-        let stopped = shutdown.triggered();
-        tokio::pin!(stopped);
-        loop {
-            tokio::select! {
-                () = &mut stopped => break,
-                _ = timer.tick() => {}
-            }
+    shutdown.every(RETENTION_INTERVAL, move || {
+        let state = state.clone();
+        async move {
             let cutoff = metrix_core::time::now_micros() - metrix_core::time::duration_micros(state.event_retention);
             let mut deleted_total = 0;
             loop {
