@@ -80,7 +80,7 @@ export default async function (suite) {
   const refusal = async (body) => {
     const response = await suite.raw("POST", "/v1/dataPoints:query", { token, body: { name: "api.latency", ...body } });
     if (response.status !== 400) throw new Error(`QueryDataPoints accepts ${JSON.stringify(body)}`);
-    return (await response.json()).details[0].fieldViolations.find((one) => one.field === "bucket_width").description;
+    return (await response.json()).details[0].fieldViolations.find((one) => one.field === "bucketWidth").description;
   };
   await form.getByLabel("Bucket width (seconds)").fill("0.5");
   await form.getByRole("button", { name: "Query" }).click();
@@ -105,7 +105,7 @@ export default async function (suite) {
     token,
     body: { name: "api.latency", timeRange: { startTime: new Date(now).toISOString(), endTime: new Date(now - 60 * MINUTE).toISOString() } },
   });
-  const rangeProblem = (await backwards.json()).details[0].fieldViolations.find((one) => one.field === "time_range").description;
+  const rangeProblem = (await backwards.json()).details[0].fieldViolations.find((one) => one.field === "timeRange").description;
   await form.locator('.field[data-field="time_range"] > .field-error').filter({ hasText: rangeProblem }).waitFor({ timeout: 5_000 });
   pass(`a range ending before it starts shows QueryDataPoints' "${rangeProblem}" under the time range`);
 
