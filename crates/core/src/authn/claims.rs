@@ -81,6 +81,10 @@ impl fmt::Display for Role {
 pub enum Scope {
     /// Send product events.
     EventsWrite,
+    /// State, on tracked events, the address and user agent of the person
+    /// they are about (`context.ip`, `context.userAgent`): for a server that
+    /// forwards its users' events, whose own address the edge sees.
+    EventsForward,
     /// Record KPIs and data points.
     MetricsWrite,
     /// Read the organisation's data.
@@ -95,12 +99,13 @@ pub enum Scope {
 
 impl Scope {
     /// Scopes an organisation's admin may grant.
-    pub const ORGANIZATION: [Scope; 3] = [Scope::EventsWrite, Scope::MetricsWrite, Scope::Read];
+    pub const ORGANIZATION: [Scope; 4] = [Scope::EventsWrite, Scope::EventsForward, Scope::MetricsWrite, Scope::Read];
 
     /// The scope's name.
     pub fn as_str(self) -> &'static str {
         match self {
             Scope::EventsWrite => "events:write",
+            Scope::EventsForward => "events:forward",
             Scope::MetricsWrite => "metrics:write",
             Scope::Read => "read",
             Scope::PeersRead => "peers:read",
@@ -133,6 +138,7 @@ impl FromStr for Scope {
     fn from_str(value: &str) -> Result<Self, Self::Err> {
         match value {
             "events:write" => Ok(Scope::EventsWrite),
+            "events:forward" => Ok(Scope::EventsForward),
             "metrics:write" => Ok(Scope::MetricsWrite),
             "read" => Ok(Scope::Read),
             "peers:read" => Ok(Scope::PeersRead),

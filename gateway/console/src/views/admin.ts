@@ -20,6 +20,7 @@ const SECTIONS: [string, string, (body: HTMLElement) => void][] = [
 /** The organisation scopes the contract lets an admin grant, and what each allows. */
 const SCOPES: [string, string][] = [
   ["events:write", "send events"],
+  ["events:forward", "state the users' address and user agent on the events a server forwards"],
   ["metrics:write", "record KPIs, data points and company facts"],
   ["read", "read metrics, events and benchmarks"],
 ];
