@@ -199,7 +199,7 @@ async fn profiles_merge_traits_groups_and_aliases_exactly_once(backend: Backend)
         .events
         .iter()
         .map(|event| {
-            let time = event.corrected_timestamp.clone().expect("a time");
+            let time = event.corrected_timestamp.expect("a time");
             (time.seconds, time.nanos)
         })
         .collect();
@@ -350,7 +350,6 @@ async fn profiles_page_and_filter_by_trait(backend: Backend) {
             trait_value: "pro".to_owned(),
             page_size: 2,
             page_token: pro_first.next_page_token.clone(),
-            ..Default::default()
         },
     )
     .await;
