@@ -57,7 +57,13 @@ def send(client, message, message_id):
     if call == "identify":
         client.identify(user_id=message["userId"], traits=message["traits"], message_id=message_id)
     elif call == "track":
-        client.track(user_id=message["userId"], event=message["event"], properties=message["properties"], message_id=message_id)
+        client.track(
+            user_id=message.get("userId"),
+            anonymous_id=message.get("anonymousId"),
+            event=message["event"],
+            properties=message["properties"],
+            message_id=message_id,
+        )
     elif call == "page":
         client.page(anonymous_id=message["anonymousId"], name=message["name"], properties=message["properties"], message_id=message_id)
     elif call == "screen":

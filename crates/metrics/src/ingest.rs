@@ -30,6 +30,7 @@ use prost::Message as _;
 use crate::app::{MetricsState, events_channel};
 use crate::error::MetricsError;
 use crate::events::{NewEvent, event_to_proto, struct_to_json};
+use crate::profiles::ProfileChange;
 use crate::settings::QueueSettings;
 
 /// The stream queued events wait in.
@@ -52,7 +53,22 @@ pub async fn store_and_announce(
     organization_id: &str,
     events: &[NewEvent],
 ) -> Result<BTreeSet<String>, MetricsError> {
-    let inserted = state.store.insert_events(organization_id, events).await?;
+    store_tracked_and_announce(state, organization_id, events, &[]).await
+}
+
+/// [`store_and_announce`] for the tracking API's messages: the profile
+/// changes of the messages whose events were new are written in the
+/// transaction that stores them (`crate::profiles`).
+pub async fn store_tracked_and_announce(
+    state: &MetricsState,
+    organization_id: &str,
+    events: &[NewEvent],
+    changes: &[ProfileChange],
+) -> Result<BTreeSet<String>, MetricsError> {
+    let inserted = state
+        .store
+        .insert_tracked_events(organization_id, events, changes)
+        .await?;
     if !inserted.is_empty() {
         let announced = stored_notice(events.iter().filter(|event| inserted.contains(&event.event_id)));
         // Live streams are best effort: the events are stored either way.

@@ -19,6 +19,7 @@ pub mod formulas;
 pub mod import;
 pub mod ingest;
 pub mod peer_noise;
+pub mod profiles;
 pub use metrix_core::period;
 pub mod service;
 pub mod settings;

@@ -1,7 +1,7 @@
 //! The gRPC face of the metrics service: requests are parsed into domain
 //! types here, permissions are checked here, and errors become statuses
 //! here. Handlers live with their section of the contract (`companies`,
-//! `kpis`, `kpi_imports`, `events`, `dashboard`, `data_points`, `peers`;
+//! `kpis`, `kpi_imports`, `events`, `profiles`, `dashboard`, `data_points`, `peers`;
 //! `tracking`, the Segment-compatible `TrackingService`); this module holds
 //! what they share and the `MetricsService` table that routes each RPC to its
 //! handler.
@@ -14,6 +14,7 @@ mod events;
 mod kpi_imports;
 mod kpis;
 mod peers;
+mod profiles;
 mod tracking;
 
 pub use self::tracking::TrackingApi;
@@ -240,6 +241,24 @@ impl MetricsService for MetricsApi {
         request: Request<WatchEventsRequest>,
     ) -> Result<Response<Self::WatchEventsStream>, Status> {
         answer(MetricsApi::watch_events(self, request).await)
+    }
+    async fn get_user_profile(
+        &self,
+        request: Request<GetUserProfileRequest>,
+    ) -> Result<Response<GetUserProfileResponse>, Status> {
+        answer(MetricsApi::get_user_profile(self, request).await)
+    }
+    async fn list_user_profiles(
+        &self,
+        request: Request<ListUserProfilesRequest>,
+    ) -> Result<Response<ListUserProfilesResponse>, Status> {
+        answer(MetricsApi::list_user_profiles(self, request).await)
+    }
+    async fn list_user_profile_events(
+        &self,
+        request: Request<ListUserProfileEventsRequest>,
+    ) -> Result<Response<ListUserProfileEventsResponse>, Status> {
+        answer(MetricsApi::list_user_profile_events(self, request).await)
     }
     async fn record_data_points(
         &self,

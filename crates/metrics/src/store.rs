@@ -359,6 +359,7 @@ macro_rules! fetch_dynamic {
 pub mod data_migrations;
 pub mod data_points;
 pub mod events;
+pub mod profiles;
 
 const COMPANY_COLUMNS: &str = "company_id, organization_id, name, sector_id, business_model, country_code, \
      founding_year, revenue_band_id, peer_key, created_at, updated_at";

@@ -1,7 +1,10 @@
 //! The Segment-compatible tracking service: each call's messages read into
-//! events (`crate::tracking`), stored exactly once by `messageId`, all or
-//! nothing per call.
+//! events (`crate::tracking`), their users resolved through aliases, stored
+//! exactly once by `messageId`, all or nothing per call, with the user
+//! profile changes of the new ones (`crate::profiles`) in the same
+//! transaction.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use metrix_core::authn::{Authentication, Authenticator, Principal, Scope};
@@ -15,6 +18,7 @@ use tonic::{Request, Response, Status};
 use crate::app::MetricsState;
 use crate::error::MetricsError;
 use crate::events::NewEvent;
+use crate::profiles::{change_of, resolve_aliases};
 use crate::tracking::{BatchDefaults, Call, MAX_BATCH_MESSAGES, MAX_MESSAGE_BYTES, message_event};
 
 use super::{MetricsApi, READERS, authorize};
@@ -109,7 +113,10 @@ impl TrackingApi {
     }
 
     /// Stores the events once each (a `messageId` stored before is a
-    /// success, as is one repeated within the call).
+    /// success, as is one repeated within the call), their users resolved
+    /// through the aliases stored and those of the call's earlier messages,
+    /// with the profile changes of those that were new in the same
+    /// transaction.
     async fn store(&self, caller: &Principal, events: &[NewEvent]) -> Result<TrackingResponse, MetricsError> {
         let mut unique: Vec<NewEvent> = Vec::with_capacity(events.len());
         for event in events {
@@ -117,7 +124,17 @@ impl TrackingApi {
                 unique.push(event.clone());
             }
         }
-        crate::ingest::store_and_announce(self.events.state(), &caller.organization_id, &unique).await?;
+        let state = self.events.state();
+        let ids: Vec<String> = unique
+            .iter()
+            .map(|event| event.user_id.clone())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let aliased = state.store.aliased_users(&caller.organization_id, &ids).await?;
+        resolve_aliases(&mut unique, &aliased);
+        let changes: Vec<_> = unique.iter().map(change_of).collect();
+        crate::ingest::store_tracked_and_announce(state, &caller.organization_id, &unique, &changes).await?;
         Ok(TrackingResponse { success: true })
     }
 }

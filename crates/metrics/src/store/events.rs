@@ -9,9 +9,11 @@ use metrix_core::with_pool;
 use serde::{Deserialize, Serialize};
 use sqlx::AssertSqlSafe;
 
+use super::profiles::{write_profiles_postgres, write_profiles_sqlite};
 use super::{Bind, DynamicQuery, MetricsStore};
 use crate::error::MetricsError;
 use crate::events::{EventSelection, NewEvent};
+use crate::profiles::{ProfileChange, ProfileWrites};
 use crate::sketch::{UserSketch, user_hash};
 
 /// The widths of the rollups, in seconds: minute, hour, day.
@@ -21,12 +23,12 @@ const INSERT_CHUNK: usize = 500;
 /// Rollup rows per upsert statement.
 const ROLLUP_CHUNK: usize = 1_000;
 
-const EVENT_COLUMNS: &str = "event_id, app_id, user_id, event_type, event_name, properties, session_id, \
+pub(super) const EVENT_COLUMNS: &str = "event_id, app_id, user_id, event_type, event_name, properties, session_id, \
      client_timestamp, sent_at, received_at, occurred_at, user_agent, ip";
 
 /// A stored event as read back.
 #[derive(Debug, Clone, sqlx::FromRow)]
-struct EventRow {
+pub(super) struct EventRow {
     event_id: String,
     app_id: String,
     user_id: String,
@@ -429,10 +431,11 @@ async fn insert_events_postgres(
     pool: &sqlx::PgPool,
     organization_id: &str,
     events: &[NewEvent],
+    changes: &[ProfileChange],
 ) -> Result<BTreeSet<String>, sqlx::Error> {
     let ids: BTreeSet<String> = events.iter().map(|event| event.event_id.clone()).collect();
     if ids.len() < events.len() {
-        return upsert_events_postgres(pool, organization_id, events).await;
+        return upsert_events_postgres(pool, organization_id, events, changes).await;
     }
     let mut transaction = pool.begin().await?;
     let mut copy = transaction.copy_in_raw(COPY_EVENTS).await?;
@@ -447,7 +450,7 @@ async fn insert_events_postgres(
         Ok(_) => {}
         Err(error) if is_unique_violation(&error) => {
             drop(transaction);
-            return upsert_events_postgres(pool, organization_id, events).await;
+            return upsert_events_postgres(pool, organization_id, events, changes).await;
         }
         Err(error) => return Err(error),
     }
@@ -484,6 +487,7 @@ async fn insert_events_postgres(
         .await?;
     let locked = existing_sketches(locked);
     write_merged_sketches(&mut transaction, organization_id, &activity, locked).await?;
+    write_profiles_postgres(&mut transaction, organization_id, &ProfileWrites::of(changes)).await?;
     transaction.commit().await?;
     Ok(ids)
 }
@@ -498,6 +502,7 @@ async fn upsert_events_postgres(
     pool: &sqlx::PgPool,
     organization_id: &str,
     events: &[NewEvent],
+    changes: &[ProfileChange],
 ) -> Result<BTreeSet<String>, sqlx::Error> {
     let activity = activity_rollups(events);
     let (sketch_widths, sketch_buckets, sketch_apps, sketches) = activity_columns(&activity);
@@ -562,6 +567,7 @@ async fn upsert_events_postgres(
         }
     }
     write_merged_sketches(&mut transaction, organization_id, &activity, locked).await?;
+    write_profiles_postgres(&mut transaction, organization_id, &new_changes(changes, &inserted)).await?;
     transaction.commit().await?;
     Ok(inserted)
 }
@@ -571,6 +577,7 @@ async fn insert_events_portable(
     pool: &sqlx::SqlitePool,
     organization_id: &str,
     events: &[NewEvent],
+    changes: &[ProfileChange],
 ) -> Result<BTreeSet<String>, sqlx::Error> {
     let mut transaction = pool.begin_write().await?;
     let mut inserted = BTreeSet::new();
@@ -642,8 +649,14 @@ async fn insert_events_portable(
         statement.execute(&mut *transaction).await?;
     }
     merge_sketches_portable(&mut transaction, organization_id, &activity_rollups(events)).await?;
+    write_profiles_sqlite(&mut transaction, organization_id, &new_changes(changes, &inserted)).await?;
     transaction.commit().await?;
     Ok(inserted)
+}
+
+/// The profile writes of the changes whose events were new.
+fn new_changes(changes: &[ProfileChange], inserted: &BTreeSet<String>) -> ProfileWrites {
+    ProfileWrites::of(changes.iter().filter(|change| inserted.contains(&change.event_id)))
 }
 
 /// The users of the retired `user_activity` rollup (hours and days) and of
@@ -727,12 +740,24 @@ impl MetricsStore {
         organization_id: &str,
         events: &[NewEvent],
     ) -> Result<BTreeSet<String>, MetricsError> {
+        self.insert_tracked_events(organization_id, events, &[]).await
+    }
+
+    /// [`insert_events`](Self::insert_events), and in the same transaction
+    /// the profile changes of the tracking messages whose events were new
+    /// (`changes`, in message order; a re-sent message changes nothing).
+    pub async fn insert_tracked_events(
+        &self,
+        organization_id: &str,
+        events: &[NewEvent],
+        changes: &[ProfileChange],
+    ) -> Result<BTreeSet<String>, MetricsError> {
         if events.is_empty() {
             return Ok(BTreeSet::new());
         }
         let outcome = match &self.database {
-            Database::Postgres(pool) => insert_events_postgres(pool, organization_id, events).await,
-            Database::Sqlite(pool) => insert_events_portable(pool, organization_id, events).await,
+            Database::Postgres(pool) => insert_events_postgres(pool, organization_id, events, changes).await,
+            Database::Sqlite(pool) => insert_events_portable(pool, organization_id, events, changes).await,
         };
         Ok(outcome?)
     }

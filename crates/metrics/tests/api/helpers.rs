@@ -10,6 +10,7 @@ use metrix_core::server::Shutdown;
 use metrix_core::testing::TestIssuer;
 use metrix_metrics::{MetricsServer, MetricsSettings};
 use metrix_proto::metrics::v1::metrics_service_client::MetricsServiceClient;
+use metrix_proto::metrics::v1::tracking_service_client::TrackingServiceClient;
 use metrix_proto::metrics::v1::{BusinessModel, Company, CreateCompanyRequest};
 use tonic::Request;
 use tonic::transport::Channel;
@@ -23,6 +24,8 @@ use metrix_core::testing::TestDatabase;
 /// credentials.
 pub struct TestApp {
     pub client: MetricsServiceClient<Channel>,
+    /// A client of the Segment-compatible `TrackingService`.
+    pub tracking: TrackingServiceClient<Channel>,
     pub issuer: Arc<TestIssuer>,
     /// The handlers' state (the queue, for tests that reach below the API).
     pub state: Arc<metrix_metrics::MetricsState>,
@@ -80,8 +83,12 @@ pub async fn spawn_app_authenticating(
     let client = MetricsServiceClient::connect(format!("http://{address}"))
         .await
         .expect("the client connects");
+    let tracking = TrackingServiceClient::connect(format!("http://{address}"))
+        .await
+        .expect("the tracking client connects");
     TestApp {
         client,
+        tracking,
         issuer,
         state,
         shutdown,

@@ -13,5 +13,6 @@ mod data_points;
 mod events;
 mod kpis;
 mod peers;
+mod profiles;
 mod queue;
 mod streams;
