@@ -73,6 +73,11 @@ pub struct BatchDefaults {
     pub sent_at: String,
     /// The batch's `context`.
     pub context: Option<prost_types::Struct>,
+    /// Whether the sender may state its users' address and user agent
+    /// (`context.ip`, `context.userAgent`): a server forwarding their
+    /// events, with the scope `events:forward`. Otherwise the edge's own
+    /// observation stands, whatever the context claims.
+    pub forwarded: bool,
 }
 
 /// A message as a Metrix event. `route` is the call the route made, when
@@ -203,7 +208,12 @@ pub fn message_event(
         sent_at: sent_at.flatten(),
         ..Default::default()
     };
-    parse_event(&event, arrival).map_err(|violations| violations.into_iter().map(spec_name).collect())
+    let arrival = if defaults.forwarded {
+        forwarded_arrival(arrival, message.context.as_ref().or(defaults.context.as_ref()))?
+    } else {
+        arrival.clone()
+    };
+    parse_event(&event, &arrival).map_err(|violations| violations.into_iter().map(spec_name).collect())
 }
 
 /// `traits` (an object) under `key`, when sent.
@@ -211,6 +221,42 @@ fn insert_struct(object: &mut Map<String, Json>, key: &str, value: Option<&prost
     if let Some(value) = value {
         object.insert(key.to_owned(), struct_to_json(value));
     }
+}
+
+/// The longest user agent a forwarding server may state.
+const MAX_USER_AGENT_CHARS: usize = 512;
+
+/// `arrival` with the address and user agent a forwarding server states
+/// for its user (`context.ip`, `context.userAgent`), where it states them.
+fn forwarded_arrival(arrival: &Arrival, context: Option<&prost_types::Struct>) -> Result<Arrival, Vec<FieldViolation>> {
+    let context = context.map(struct_to_json).unwrap_or(Json::Null);
+    let mut forwarded = arrival.clone();
+    let mut violations = Violations::new();
+    match context.get("ip") {
+        None | Some(Json::Null) => {}
+        Some(Json::String(ip)) if ip.trim().parse::<std::net::IpAddr>().is_ok() => {
+            forwarded.ip = ip
+                .trim()
+                .parse::<std::net::IpAddr>()
+                .map(|ip| ip.to_string())
+                .unwrap_or_default();
+        }
+        Some(_) => violations.add("context.ip", "must be an IPv4 or IPv6 address"),
+    }
+    match context.get("userAgent") {
+        None | Some(Json::Null) => {}
+        Some(Json::String(agent))
+            if agent.chars().count() <= MAX_USER_AGENT_CHARS && !agent.chars().any(char::is_control) =>
+        {
+            forwarded.user_agent = agent.clone();
+        }
+        Some(_) => violations.add(
+            "context.userAgent",
+            format!("must be text of at most {MAX_USER_AGENT_CHARS} printable characters"),
+        ),
+    }
+    violations.finish()?;
+    Ok(forwarded)
 }
 
 /// The user traits a context carries (`context.traits`).

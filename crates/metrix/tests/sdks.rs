@@ -144,6 +144,61 @@ async fn the_sdks_store_every_message_exactly_once() {
     .await;
     assert_eq!(status, 401);
 
+    // context.ip and context.userAgent count only from a key that forwards
+    // its users' events (scope events:forward); from any other the edge's
+    // own observation stands.
+    let (status, forwarding) = call(
+        &http,
+        http.post(format!("{gateway}/v1/api-keys"))
+            .bearer_auth(&token)
+            .json(&json!({"displayName": "server", "scopes": ["events:write", "events:forward"]})),
+    )
+    .await;
+    assert_eq!(status, 200, "{forwarding}");
+    let forwarding_key = forwarding["key"].as_str().expect("a key").to_owned();
+    let context = json!({"ip": "203.0.113.7", "userAgent": "Mozilla/5.0 (forwarded)"});
+    for (key, id) in [(&forwarding_key, "forwarded-1"), (&write_key, "claimed-1")] {
+        let (status, answer) = call(
+            &http,
+            http.post(format!("{gateway}/segment/v1/track"))
+                .basic_auth(key, Some(""))
+                .json(&json!({"userId": "u", "event": "Viewed", "messageId": id, "context": context})),
+        )
+        .await;
+        assert_eq!(status, 200, "{answer}");
+    }
+    let (_, forwarded) = call(
+        &http,
+        http.get(format!("{gateway}/v1/events/forwarded-1")).bearer_auth(&token),
+    )
+    .await;
+    let forwarded = &forwarded["event"];
+    assert_eq!(forwarded["ip"], "203.0.113.7", "{forwarded}");
+    assert_eq!(forwarded["userAgent"], "Mozilla/5.0 (forwarded)", "{forwarded}");
+    let (_, claimed) = call(
+        &http,
+        http.get(format!("{gateway}/v1/events/claimed-1")).bearer_auth(&token),
+    )
+    .await;
+    let claimed = &claimed["event"];
+    assert_eq!(
+        claimed["ip"], "127.0.0.1",
+        "a write key cannot claim an address: {claimed}"
+    );
+    assert_ne!(claimed["userAgent"], "Mozilla/5.0 (forwarded)", "{claimed}");
+    let (status, refused) = call(
+        &http,
+        http.post(format!("{gateway}/segment/v1/track"))
+            .basic_auth(&forwarding_key, Some(""))
+            .json(&json!({"userId": "u", "event": "Viewed", "context": {"ip": "not an address"}})),
+    )
+    .await;
+    assert_eq!(status, 400, "{refused}");
+    assert_eq!(
+        refused["details"][0]["fieldViolations"][0]["field"], "context.ip",
+        "{refused}"
+    );
+
     let run = format!("r{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
     for (driver, sdk, _) in SDKS {
         let interpreter = if driver.ends_with(".py") { "python3" } else { "node" };
@@ -179,9 +234,11 @@ async fn the_sdks_store_every_message_exactly_once() {
         .iter()
         .map(|event| (event["eventId"].as_str().expect("an id").to_owned(), event))
         .collect();
+    // The plan's messages, and the two of the context check.
+    let expected_events = SDKS.len() * messages.len() + 2;
     assert_eq!(
         stored.len(),
-        SDKS.len() * messages.len(),
+        expected_events,
         "every message once, none of the refused batch: {:?}",
         stored.keys().collect::<Vec<_>>()
     );
@@ -302,15 +359,16 @@ async fn the_sdks_store_every_message_exactly_once() {
     assert_eq!(status, 200, "{dashboard}");
     assert_eq!(
         dashboard["dashboard"]["totalEvents"],
-        (SDKS.len() * messages.len()).to_string(),
+        expected_events.to_string(),
         "{dashboard}"
     );
     // Two users and one anonymous visitor per SDK: the visitor's page came
     // before the alias and was counted as its own user, which the alias does
-    // not rewrite; the visitor's track after it counts as {u2}.
+    // not rewrite; the visitor's track after it counts as {u2}. And the user
+    // of the context check.
     assert_eq!(
         dashboard["dashboard"]["activeUsers"]["inRange"],
-        (SDKS.len() * 3).to_string(),
+        (SDKS.len() * 3 + 1).to_string(),
         "{dashboard}"
     );
 }

@@ -99,7 +99,12 @@ pub enum Scope {
 
 impl Scope {
     /// Scopes an organisation's admin may grant.
-    pub const ORGANIZATION: [Scope; 4] = [Scope::EventsWrite, Scope::EventsForward, Scope::MetricsWrite, Scope::Read];
+    pub const ORGANIZATION: [Scope; 4] = [
+        Scope::EventsWrite,
+        Scope::EventsForward,
+        Scope::MetricsWrite,
+        Scope::Read,
+    ];
 
     /// The scope's name.
     pub fn as_str(self) -> &'static str {

@@ -69,7 +69,11 @@ impl TrackingApi {
                 format!("a message may hold at most {MAX_MESSAGE_BYTES} bytes"),
             ));
         }
-        let event = message_event(&message, Some(call), &BatchDefaults::default(), &arrival)?;
+        let defaults = BatchDefaults {
+            forwarded: forwards(&caller),
+            ..BatchDefaults::default()
+        };
+        let event = message_event(&message, Some(call), &defaults, &arrival)?;
         self.store(&caller, &[event]).await
     }
 
@@ -92,6 +96,7 @@ impl TrackingApi {
         let defaults = BatchDefaults {
             sent_at: batch.sent_at.clone(),
             context: batch.context.clone(),
+            forwarded: forwards(&caller),
         };
         let mut violations = Violations::new();
         let mut events = Vec::with_capacity(batch.batch.len());
@@ -137,6 +142,12 @@ impl TrackingApi {
         crate::ingest::store_tracked_and_announce(state, &caller.organization_id, &unique, &changes).await?;
         Ok(TrackingResponse { success: true })
     }
+}
+
+/// Whether `caller` forwards its users' events: a service token or API key
+/// with the scope `events:forward` (a person's session never is).
+fn forwards(caller: &Principal) -> bool {
+    !caller.is_user() && caller.scopes.contains(&Scope::EventsForward)
 }
 
 #[tonic::async_trait]
