@@ -142,6 +142,19 @@ impl MetricsApi {
         Self { state }
     }
 
+    /// When a request names a company (`company_id` not empty), that it is
+    /// one of the caller's organisation; another's is NOT_FOUND.
+    async fn require_company_if_named(
+        &self,
+        organization_id: &str,
+        company_id: &str,
+    ) -> Result<(), crate::error::MetricsError> {
+        if !company_id.is_empty() && self.state.store.company(organization_id, company_id).await?.is_none() {
+            return Err(crate::error::MetricsError::NotFound("company"));
+        }
+        Ok(())
+    }
+
     /// The shared state.
     fn state(&self) -> &Arc<MetricsState> {
         &self.state

@@ -28,16 +28,8 @@ impl MetricsApi {
         let caller = authorize(&request, &IMPORTERS, &[Scope::MetricsWrite])?.clone();
         let request = request.into_inner();
         let request_company_id = request.company_id.trim().to_owned();
-        if !request_company_id.is_empty()
-            && self
-                .state
-                .store
-                .company(&caller.organization_id, &request_company_id)
-                .await?
-                .is_none()
-        {
-            return Err(MetricsError::NotFound("company"));
-        }
+        self.require_company_if_named(&caller.organization_id, &request_company_id)
+            .await?;
         let mut parsed = import::parse(&request.csv_content, &request_company_id).map_err(MetricsError::from)?;
         // Rows naming companies outside the organisation are rejected like any bad row.
         let named: BTreeSet<String> = parsed

@@ -173,16 +173,8 @@ impl MetricsApi {
             .unwrap_or_default();
         violations.finish()?;
         let company_id = request.company_id.trim().to_owned();
-        if !company_id.is_empty()
-            && self
-                .state
-                .store
-                .company(&caller.organization_id, &company_id)
-                .await?
-                .is_none()
-        {
-            return Err(MetricsError::NotFound("company"));
-        }
+        self.require_company_if_named(&caller.organization_id, &company_id)
+            .await?;
         let filter = KpiFilter {
             company_id,
             metric_ids,
