@@ -182,15 +182,10 @@ fn rate_limit_key(settings: &Settings<'_>, common: &CommonSettings) -> Result<Se
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-
     use super::*;
 
     fn load(pairs: &[(&str, &str)]) -> Result<GatewaySettings, ConfigError> {
-        let source: HashMap<String, String> = pairs
-            .iter()
-            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
-            .collect();
+        let source = metrix_core::config::variables(pairs, &[]);
         GatewaySettings::load(&Settings::new(&source))
     }
 

@@ -178,21 +178,19 @@ impl GoogleSettings {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-
     use super::*;
 
     fn load(pairs: &[(&str, &str)]) -> Result<AuthSettings, ConfigError> {
-        let mut source: HashMap<String, String> = pairs
-            .iter()
-            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
-            .collect();
-        source
-            .entry("METRIX_DATABASE_URL".into())
-            .or_insert_with(|| "sqlite://auth.db".into());
-        source
-            .entry("METRIX_AUTH__MASTER_KEY".into())
-            .or_insert_with(|| "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".into());
+        let source = metrix_core::config::variables(
+            pairs,
+            &[
+                ("METRIX_DATABASE_URL", "sqlite://auth.db"),
+                (
+                    "METRIX_AUTH__MASTER_KEY",
+                    "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+                ),
+            ],
+        );
         AuthSettings::load(&Settings::new(&source))
     }
 

@@ -121,18 +121,10 @@ pub fn database_url(settings: &Settings<'_>, common: &CommonSettings) -> Result<
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-
     use super::*;
 
     fn load(pairs: &[(&str, &str)]) -> Result<BenchmarkSettings, ConfigError> {
-        let mut source: HashMap<String, String> = pairs
-            .iter()
-            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
-            .collect();
-        source
-            .entry("METRIX_DATABASE_URL".into())
-            .or_insert_with(|| "sqlite://benchmark.db".into());
+        let source = metrix_core::config::variables(pairs, &[("METRIX_DATABASE_URL", "sqlite://benchmark.db")]);
         BenchmarkSettings::load(&Settings::new(&source))
     }
 

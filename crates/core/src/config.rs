@@ -37,6 +37,17 @@ impl EnvironmentSource for HashMap<String, String> {
     }
 }
 
+/// Variables as a source: `pairs` over `defaults` (a name in both takes its
+/// value from `pairs`). For settings tests and tools that describe an
+/// environment instead of reading the process's.
+pub fn variables(pairs: &[(&str, &str)], defaults: &[(&str, &str)]) -> HashMap<String, String> {
+    defaults
+        .iter()
+        .chain(pairs)
+        .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+        .collect()
+}
+
 /// The process environment over a map of defaults: a variable set in the
 /// process wins, the map fills the gaps (how `metrix dev` supplies its
 /// embedded defaults without hiding the operator's choices).
@@ -344,10 +355,7 @@ mod tests {
     use super::*;
 
     fn environment(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
-            .collect()
+        variables(pairs, &[])
     }
 
     #[test]

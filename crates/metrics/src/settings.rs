@@ -183,21 +183,16 @@ pub fn database_url(settings: &Settings<'_>, common: &CommonSettings) -> Result<
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-
     use super::*;
 
     fn load(pairs: &[(&str, &str)]) -> Result<MetricsSettings, ConfigError> {
-        let mut source: HashMap<String, String> = pairs
-            .iter()
-            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
-            .collect();
-        source
-            .entry("METRIX_DATABASE_URL".into())
-            .or_insert_with(|| "sqlite://metrics.db".into());
-        source
-            .entry("METRIX_METRICS__PEER_KEY_SECRET".into())
-            .or_insert_with(|| "0123456789abcdef0123456789abcdef".into());
+        let source = metrix_core::config::variables(
+            pairs,
+            &[
+                ("METRIX_DATABASE_URL", "sqlite://metrics.db"),
+                ("METRIX_METRICS__PEER_KEY_SECRET", "0123456789abcdef0123456789abcdef"),
+            ],
+        );
         MetricsSettings::load(&Settings::new(&source))
     }
 
