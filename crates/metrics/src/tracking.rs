@@ -89,20 +89,20 @@ pub fn message_event(
     arrival: &Arrival,
 ) -> Result<NewEvent, Vec<FieldViolation>> {
     let mut violations = Violations::new();
+    let unnamed = message.r#type.trim().is_empty();
     let call = match (route, Call::named(&message.r#type)) {
         (Some(route), Some(named)) if named != route => {
             violations.add("type", format!("is {:?} on the {} route", message.r#type, route.name()));
             route
         }
-        (Some(route), _) if message.r#type.trim().is_empty() => route,
-        (Some(route), Some(_)) => route,
-        (Some(route), None) => {
+        (Some(route), None) if !unnamed => {
             violations.add("type", format!("{:?} is not a call of the spec", message.r#type));
             route
         }
+        (Some(route), _) => route,
         (None, Some(named)) => named,
         (None, None) => {
-            let reason = if message.r#type.trim().is_empty() {
+            let reason = if unnamed {
                 "is required in a batch: track, page, screen, identify, group or alias".to_owned()
             } else {
                 format!(
@@ -234,13 +234,7 @@ fn forwarded_arrival(arrival: &Arrival, context: Option<&prost_types::Struct>) -
     let mut violations = Violations::new();
     match context.get("ip") {
         None | Some(Json::Null) => {}
-        Some(Json::String(ip)) if ip.trim().parse::<std::net::IpAddr>().is_ok() => {
-            forwarded.ip = ip
-                .trim()
-                .parse::<std::net::IpAddr>()
-                .map(|ip| ip.to_string())
-                .unwrap_or_default();
-        }
+        Some(Json::String(ip)) if let Ok(ip) = ip.trim().parse::<std::net::IpAddr>() => forwarded.ip = ip.to_string(),
         Some(_) => violations.add("context.ip", "must be an IPv4 or IPv6 address"),
     }
     match context.get("userAgent") {

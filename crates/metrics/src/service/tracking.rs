@@ -74,7 +74,7 @@ impl TrackingApi {
             ..BatchDefaults::default()
         };
         let event = message_event(&message, Some(call), &defaults, &arrival)?;
-        self.store(&caller, &[event]).await
+        self.store(&caller, vec![event]).await
     }
 
     async fn batch(&self, mut request: Request<TrackingBatch>) -> Result<TrackingResponse, MetricsError> {
@@ -114,7 +114,7 @@ impl TrackingApi {
             }
         }
         violations.finish()?;
-        self.store(&caller, &events).await
+        self.store(&caller, events).await
     }
 
     /// Stores the events once each (a `messageId` stored before is a
@@ -122,13 +122,9 @@ impl TrackingApi {
     /// through the aliases stored and those of the call's earlier messages,
     /// with the profile changes of those that were new in the same
     /// transaction.
-    async fn store(&self, caller: &Principal, events: &[NewEvent]) -> Result<TrackingResponse, MetricsError> {
-        let mut unique: Vec<NewEvent> = Vec::with_capacity(events.len());
-        for event in events {
-            if !unique.iter().any(|kept| kept.event_id == event.event_id) {
-                unique.push(event.clone());
-            }
-        }
+    async fn store(&self, caller: &Principal, mut unique: Vec<NewEvent>) -> Result<TrackingResponse, MetricsError> {
+        let mut seen = BTreeSet::new();
+        unique.retain(|event| seen.insert(event.event_id.clone()));
         let state = self.events.state();
         let ids: Vec<String> = unique
             .iter()

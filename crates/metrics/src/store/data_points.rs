@@ -175,7 +175,8 @@ impl MetricsStore {
                 }
                 statement.execute(&mut *transaction).await?;
             }
-            for series in SeriesChange::of(points) {
+            let changes = SeriesChange::of(points);
+            for series in &changes {
                 sqlx::query(
                     "INSERT INTO data_point_series (organization_id, name, point_type, unit, point_count, first_at, last_at) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7) \
@@ -199,17 +200,27 @@ impl MetricsStore {
                 .bind(series.latest.measured_at)
                 .execute(&mut *transaction)
                 .await?;
-                for tag_key in &series.tag_keys {
-                    sqlx::query(
-                        "INSERT INTO data_point_tag_keys (organization_id, name, tag_key) VALUES ($1, $2, $3) \
-                         ON CONFLICT (organization_id, name, tag_key) DO NOTHING",
-                    )
-                    .bind(organization_id)
-                    .bind(series.name)
-                    .bind(tag_key)
-                    .execute(&mut *transaction)
-                    .await?;
+            }
+            // Every series' tag keys in as few statements as the parameter
+            // limit allows, not one a key.
+            let tag_keys: Vec<(&str, &str)> = changes
+                .iter()
+                .flat_map(|series| series.tag_keys.iter().map(|key| (series.name, *key)))
+                .collect();
+            for chunk in tag_keys.chunks(INSERT_CHUNK) {
+                let rows: Vec<String> = (0..chunk.len())
+                    .map(|index| format!("($1, ${}, ${})", 2 * index + 2, 2 * index + 3))
+                    .collect();
+                let sql = format!(
+                    "INSERT INTO data_point_tag_keys (organization_id, name, tag_key) VALUES {} \
+                     ON CONFLICT (organization_id, name, tag_key) DO NOTHING",
+                    rows.join(", ")
+                );
+                let mut statement = sqlx::query(AssertSqlSafe(sql)).bind(organization_id);
+                for (name, key) in chunk {
+                    statement = statement.bind(*name).bind(*key);
                 }
+                statement.execute(&mut *transaction).await?;
             }
             transaction.commit().await
         }
